@@ -1,0 +1,1 @@
+"""The archive database: engines, sessions, models and schema management."""

@@ -1,0 +1,133 @@
+"""Engines and units of work for the archive database.
+
+There is no module-level engine: entry points create one from the config and
+pass it (or sessions made from it) explicitly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError, ProgrammingError
+from sqlalchemy.orm import Session
+
+from archiver.errors import DatabaseError
+
+#: The Alembic revision this code expects (``migrations/versions``). A test
+#: checks it equals the migration head, so a new migration must bump it.
+SCHEMA_REVISION = "0001"
+
+#: How long a SQLite writer waits for another writer before giving up (ms).
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def normalize_url(url: str) -> str:
+    """Pick our drivers when a URL names only the backend."""
+    u = make_url(url)
+    backend = u.get_backend_name()
+    if u.drivername == "postgresql":
+        u = u.set(drivername="postgresql+psycopg")
+    elif u.drivername in ("mysql", "mariadb"):
+        u = u.set(drivername=f"{backend}+pymysql")
+    if backend in ("mysql", "mariadb") and "charset" not in u.query:
+        u = u.update_query_dict({"charset": "utf8mb4"})
+    return u.render_as_string(hide_password=False)
+
+
+def create_archive_engine(url: str, **kwargs) -> Engine:
+    """An engine with the settings the lose-nothing rule needs on each backend.
+
+    SQLite: WAL (readers do not block the collector), foreign keys on, a busy
+    timeout, and ``synchronous=FULL`` so a commit is on disk before the
+    collector sends DELE for what it stored. PostgreSQL and InnoDB commit
+    durably by default (``synchronous_commit``, ``innodb_flush_log_at_trx_commit``).
+    """
+    url = normalize_url(url)
+    backend = make_url(url).get_backend_name()
+    if backend == "sqlite":
+        kwargs.setdefault("connect_args", {}).setdefault("timeout", SQLITE_BUSY_TIMEOUT_MS / 1000)
+    else:
+        kwargs.setdefault("pool_pre_ping", True)
+    engine = create_engine(url, **kwargs)
+    if backend == "sqlite":
+        event.listen(engine, "connect", _sqlite_on_connect)
+    return engine
+
+
+def _sqlite_on_connect(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        # journal_mode is persistent in the file; the others are per connection.
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    finally:
+        cursor.close()
+
+
+@contextmanager
+def session_scope(engine: Engine) -> Iterator[Session]:
+    """One unit of work: commit on success, roll back on error, always close."""
+    session = Session(engine, expire_on_commit=False)
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def describe_url(url: str) -> str:
+    """The URL as safe to show: password hidden."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The schema revision stamped in the database, or None for an empty one."""
+    try:
+        with engine.connect() as conn:
+            return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    except (OperationalError, ProgrammingError) as exc:
+        if _is_missing_table(exc):
+            return None
+        raise DatabaseError(
+            f"cannot reach the archive database {describe_url(str(engine.url))}: "
+            f"{_short(exc)}"
+        ) from exc
+
+
+def require_current_schema(engine: Engine) -> None:
+    """Refuse to work on a database whose schema is missing or not this version's."""
+    rev = current_revision(engine)
+    where = describe_url(str(engine.url))
+    if rev is None:
+        raise DatabaseError(
+            f"the archive database {where} has no archiver schema yet; "
+            "run `archiver init` or `archiver db upgrade`"
+        )
+    if rev != SCHEMA_REVISION:
+        raise DatabaseError(
+            f"the archive database {where} is at schema revision {rev}, this archiver "
+            f"needs {SCHEMA_REVISION}; run `archiver db upgrade` (make a backup first)"
+        )
+
+
+def _is_missing_table(exc: Exception) -> bool:
+    msg = str(getattr(exc, "orig", exc)).lower()
+    return (
+        "no such table" in msg
+        or "does not exist" in msg
+        or "doesn't exist" in msg
+        or "undefinedtable" in type(getattr(exc, "orig", exc)).__name__.lower()
+    )
+
+
+def _short(exc: Exception) -> str:
+    orig = getattr(exc, "orig", None) or exc
+    return str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__

@@ -1,0 +1,159 @@
+"""The one exception tree of archiver.
+
+Every error a user can see is one of these, raised with a message that says
+what went wrong, where, and how to fix it. Library exceptions (socket, ssl,
+SQLAlchemy, zstandard, ...) are translated at the boundary with
+``raise ... from exc`` so callers only ever handle these types.
+
+No message built here may contain a password or token (DESIGN.md §2 rule 8).
+
+    ArchiverError
+    ├── ConfigError            bad config.toml (exit 2)
+    ├── UsageError             bad command-line input (exit 2)
+    ├── DatabaseError          archive unreachable, schema missing or too old
+    ├── StoreError
+    │   ├── MessageNotFound    no message has that id / prefix
+    │   ├── AmbiguousId        a prefix matches several messages
+    │   └── CorruptContent     stored content no longer decodes or matches its hash
+    ├── ImportSourceError      an import file or folder cannot be read
+    └── CollectError           one account's collection pass failed
+        ├── AuthError          bad credentials (retrying will not help)
+        ├── ServerBusy         [IN-USE], [LOGIN-DELAY], [SYS/TEMP]: retry later
+        ├── ServerPermanentError  [SYS/PERM]: the server refuses until a human acts
+        ├── NetworkError       connect, read, timeout, connection lost
+        │   └── TLSError       handshake or certificate failure, STLS missing
+        ├── ProtocolError      the server said something a POP3 server must not
+        │   └── UIDLUnsupported  no UIDL: leave-on-server is impossible
+        └── MessageTooLarge    one message exceeds max_message_size (per message)
+"""
+
+from __future__ import annotations
+
+
+class ArchiverError(Exception):
+    """Base of every error archiver raises on purpose."""
+
+    #: process exit code when this error ends a command (DESIGN.md §4)
+    exit_code = 1
+
+
+class ConfigError(ArchiverError):
+    """config.toml is missing, unreadable or invalid.
+
+    ``problems`` holds one line per mistake, each naming the key path, the
+    bad value and what is expected (``accounts[2].port: must be 1-65535,
+    got 0``); ``str()`` joins them.
+    """
+
+    exit_code = 2
+
+    def __init__(self, problems: str | list[str], *, path: str | None = None) -> None:
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        self.path = path
+        where = f"{path}: " if path else ""
+        if len(self.problems) == 1:
+            text = f"{where}{self.problems[0]}"
+        else:
+            text = f"{where}{len(self.problems)} problems\n" + "\n".join(
+                f"  {p}" for p in self.problems
+            )
+        super().__init__(text)
+
+
+class UsageError(ArchiverError):
+    """A command was called with arguments that cannot work."""
+
+    exit_code = 2
+
+
+class DatabaseError(ArchiverError):
+    """The archive database cannot be used (unreachable, no schema, old schema)."""
+
+
+class StoreError(ArchiverError):
+    """Storing or reading message content failed."""
+
+
+class MessageNotFound(StoreError):
+    """No message matches the given id or prefix."""
+
+
+class AmbiguousId(StoreError):
+    """An id prefix matches more than one message."""
+
+
+class CorruptContent(StoreError):
+    """Stored content no longer decompresses, or no longer hashes to its id."""
+
+
+class ImportSourceError(ArchiverError):
+    """A file or folder given to ``archiver import`` cannot be read at all."""
+
+
+class CollectError(ArchiverError):
+    """A collection pass for one account failed.
+
+    ``retryable`` tells the scheduler whether trying again later can help
+    (busy servers and network trouble) or a human must act first (bad
+    credentials, permanent refusals, protocol violations).
+    """
+
+    retryable = False
+    #: short machine-readable kind, used in ``collect --json`` and run records
+    kind = "error"
+
+
+class AuthError(CollectError):
+    """The server rejected the credentials (``[AUTH]`` or a plain login failure)."""
+
+    kind = "auth"
+
+
+class ServerBusy(CollectError):
+    """The server refused for now: ``[IN-USE]``, ``[LOGIN-DELAY]``, ``[SYS/TEMP]``,
+    or lock/wait wording from servers without response codes."""
+
+    retryable = True
+    kind = "busy"
+
+
+class ServerPermanentError(CollectError):
+    """The server refused permanently (``[SYS/PERM]``)."""
+
+    kind = "permanent"
+
+
+class NetworkError(CollectError):
+    """Connecting failed, a read or command timed out, or the connection dropped."""
+
+    retryable = True
+    kind = "network"
+
+
+class TLSError(NetworkError):
+    """TLS could not be established as configured: handshake or certificate
+    failure, or STLS required but not offered. Never retried in clear text."""
+
+    retryable = False
+    kind = "tls"
+
+
+class ProtocolError(CollectError):
+    """The server's reply violates POP3 (RFC 1939) in a way we cannot work around."""
+
+    kind = "protocol"
+
+
+class UIDLUnsupported(ProtocolError):
+    """The server has no UIDL command, so messages cannot be tracked across passes."""
+
+    kind = "no-uidl"
+
+
+class MessageTooLarge(CollectError):
+    """One message is larger than the account's ``max_message_size``.
+
+    Raised per message; the pass skips it (leaving it on the server) and goes on.
+    """
+
+    kind = "too-large"
