@@ -1,0 +1,70 @@
+"""``archiver status``: what the archive holds and how each account's collection went."""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine, func, select
+
+from archiver.db.models import Account, CollectionRun, Delivery, Message
+
+
+def archive_status(engine: Engine, configured: list[str] | tuple[str, ...] = ()) -> dict:
+    """The ``status --json`` document (DESIGN.md §4).
+
+    Accounts are the configured ones (in config order) followed by any others
+    the archive knows (import-only accounts, accounts since removed from the
+    config). ``next_run`` is known only to a running scheduler; null here.
+    """
+    m = Message.__table__
+    d = Delivery.__table__
+    acc = Account.__table__
+    r = CollectionRun.__table__
+    with engine.connect() as conn:
+        n, total = conn.execute(select(func.count(m.c.id), func.coalesce(func.sum(m.c.size), 0))).one()
+        per_account = dict(
+            conn.execute(
+                select(acc.c.name, func.count(func.distinct(d.c.message_id)))
+                .select_from(acc.outerjoin(d, d.c.account_id == acc.c.id))
+                .group_by(acc.c.name)
+            ).all()
+        )
+        latest = (
+            select(r.c.account_id, func.max(r.c.id).label("run_id")).group_by(r.c.account_id).subquery()
+        )
+        runs = {
+            row.name: row
+            for row in conn.execute(
+                select(acc.c.name, r)
+                .join(latest, latest.c.account_id == acc.c.id)
+                .join(r, r.c.id == latest.c.run_id)
+            )
+        }
+    names = list(dict.fromkeys([*configured, *sorted(per_account)]))
+    accounts = []
+    for name in names:
+        run = runs.get(name)
+        accounts.append(
+            {
+                "account": name,
+                "configured": name in configured,
+                "messages": int(per_account.get(name, 0)),
+                "last_run": _run_json(run) if run is not None else None,
+                "next_run": None,
+            }
+        )
+    return {"messages": int(n), "bytes": int(total), "accounts": accounts}
+
+
+def _run_json(run) -> dict:
+    return {
+        "started_at": run.started_at.isoformat(),
+        "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+        "status": run.status,
+        "listed": run.listed,
+        "new": run.new,
+        "archived": run.archived,
+        "duplicates": run.duplicates,
+        "deleted_on_server": run.deleted_on_server,
+        "bytes": run.bytes,
+        "error": run.error,
+        "error_kind": run.error_kind,
+    }

@@ -1,0 +1,1 @@
+"""Putting raw messages into the archive and reading them back byte-exact."""

@@ -1,0 +1,587 @@
+"""What search and display need from a raw message, extracted without ever raising.
+
+:func:`parse_message` reads header blocks with the standard library's
+``email`` parser (compat32 policy: lenient and fast) and decodes them
+ourselves (RFC 2047 words, RFC 2231 parameters, raw UTF-8 or legacy 8-bit
+bytes). The MIME tree is walked by locating boundary delimiter lines with
+``bytes.find`` on the raw buffer instead of building ``email``'s full
+message object: the full object holds every part's payload as a Python
+string (several copies of a 100 MB message) and splits every line of every
+attachment in Python, which is both the memory and the time budget of a
+collection pass. Only text parts are decoded; attachments are measured, not
+copied.
+
+Malformed input only reduces what is extracted; each problem noticed is
+recorded in :attr:`ParsedMessage.defects`.
+"""
+
+from __future__ import annotations
+
+import binascii
+import codecs
+import email.charset
+import email.header
+import email.utils
+import mmap
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from email.message import Message
+from email.parser import BytesParser
+from email.policy import compat32
+from html.parser import HTMLParser
+
+#: Text kept per message for the search index (characters).
+MAX_TEXT_CHARS = 512 * 1024
+#: A text part bigger than this is indexed from its first bytes only.
+MAX_TEXT_PART_BYTES = 4 * 1024 * 1024
+#: Header blocks bigger than this are cut (a header "block" of 100 MB is an attack).
+MAX_HEADER_BYTES = 1024 * 1024
+MAX_DEPTH = 20
+MAX_PARTS = 1000
+
+_header_parser = BytesParser(policy=compat32)
+
+
+@dataclass
+class AttachmentInfo:
+    filename: str | None
+    content_type: str
+    size: int
+
+
+@dataclass
+class ParsedMessage:
+    """Header fields, addresses, attachments and text of one message."""
+
+    subject: str | None = None
+    message_id: str | None = None
+    date: datetime | None = None
+    from_display: str | None = None
+    #: (role, lower-cased address, display name or None), in header order
+    addresses: list[tuple[str, str, str | None]] = field(default_factory=list)
+    attachments: list[AttachmentInfo] = field(default_factory=list)
+    text: str = ""
+    defects: list[str] = field(default_factory=list)
+
+    @property
+    def from_address(self) -> str | None:
+        for role, address, _ in self.addresses:
+            if role == "from":
+                return address
+        return None
+
+
+# ---------------------------------------------------------------------------
+# Entry point
+
+
+def parse_message(raw) -> ParsedMessage:
+    """Extract what search needs from ``raw`` (bytes or a read-only mmap). Never raises."""
+    result = ParsedMessage()
+    try:
+        _parse_into(raw, result)
+    except Exception as exc:  # pragma: no cover - a bug, but never lose the message over it
+        result.defects.append(f"parser failure: {type(exc).__name__}: {exc}"[:200])
+    return result
+
+
+def _parse_into(raw, result: ParsedMessage) -> None:
+    headers, body_start = _read_headers(raw, 0, len(raw), result)
+    subject = headers.get("Subject")
+    if subject is not None:
+        result.subject = _clean_text(decode_header_value(subject))
+    result.message_id = _message_id(headers, result)
+    result.date = _date(headers.get("Date"), result)
+    for role, name in (
+        ("from", "From"),
+        ("sender", "Sender"),
+        ("reply-to", "Reply-To"),
+        ("to", "To"),
+        ("cc", "Cc"),
+        ("bcc", "Bcc"),
+        ("delivered-to", "Delivered-To"),
+    ):
+        values = headers.get_all(name)
+        if values:
+            result.addresses.extend(_addresses(role, values))
+    from_value = headers.get("From")
+    if from_value is not None:
+        result.from_display = _clean_text(decode_header_value(from_value))[:500] or None
+
+    texts: list[str] = []
+    walker = _Walker(raw, result, texts)
+    walker.walk(headers, body_start, len(raw), depth=0)
+    text = "\n".join(t for t in texts if t)
+    result.text = text[:MAX_TEXT_CHARS]
+
+
+# ---------------------------------------------------------------------------
+# Header blocks
+
+
+#: A run of header fields: "name: value" lines and their folded continuations.
+#: Field names are printable ASCII except colon (RFC 5322 2.2); the bytes
+#: parser tolerates a little more, so a space before the colon is allowed.
+_HEADER_RUN = re.compile(rb"(?:[!-9;-~][!-9;-~ \t]*:[^\n]*\n(?:[ \t][^\n]*\n)*)*")
+
+
+def _read_headers(raw, start: int, end: int, result: ParsedMessage) -> tuple[Message, int]:
+    """Parse the header block at ``raw[start:end]``; return it and where the body starts.
+
+    The block ends at the first empty line. A line that is neither a header
+    field nor a continuation also ends it (recorded as a defect) and starts
+    the body, as ``email``'s feed parser does.
+    """
+    window_end = min(end, start + MAX_HEADER_BYTES)
+    block = bytes(raw[start:window_end])
+    m = _HEADER_RUN.match(block)
+    header_end = m.end() if m else 0
+    rest = block[header_end:]
+    if rest.startswith(b"\r\n"):
+        body_start = start + header_end + 2
+    elif rest.startswith(b"\n"):
+        body_start = start + header_end + 1
+    elif header_end == len(block):
+        body_start = start + header_end  # headers only, no body
+        if window_end < end:
+            result.defects.append("header block larger than 1 MiB; rest ignored")
+            body_start = end
+        elif block and not block.endswith(b"\n"):
+            pass
+    else:
+        # A non-header line (or the last, unterminated header line).
+        tail = rest.split(b"\n", 1)[0]
+        if header_end + len(tail) == len(block) and _HEADER_RUN.match(tail + b"\n").end():
+            header_end = len(block)  # a final header without line end
+            body_start = start + header_end
+        else:
+            result.defects.append("missing blank line between header and body")
+            body_start = start + header_end
+    try:
+        headers = _header_parser.parsebytes(block[:header_end], headersonly=True)
+    except Exception as exc:  # compat32 is lenient; this is belt and braces
+        result.defects.append(f"unparseable header block: {exc}"[:200])
+        headers = _header_parser.parsebytes(b"", headersonly=True)
+    return headers, body_start
+
+
+def _unsurrogate(value: str) -> str:
+    """Header text from the bytes parser → str, recovering raw 8-bit bytes.
+
+    ``email`` keeps undecodable bytes as surrogates; raw UTF-8 (RFC 6532) is
+    decoded as UTF-8 and anything else as windows-1252, the usual legacy guess.
+    """
+    if not any("\udc80" <= ch <= "\udcff" for ch in value):
+        return value
+    raw = value.encode("ascii", "surrogateescape")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("windows-1252", "replace")
+
+
+def decode_header_value(value) -> str:
+    """Decode RFC 2047 encoded-words (and raw 8-bit text) in one header value."""
+    if value is None:
+        return ""
+    if isinstance(value, email.header.Header):
+        value = str(value)
+    value = _unsurrogate(str(value))
+    if "=?" not in value:
+        return _unfold(value)
+    try:
+        parts = email.header.decode_header(value)
+    except Exception:
+        return _unfold(value)
+    out = []
+    for chunk, charset in parts:
+        if isinstance(chunk, str):
+            out.append(chunk)
+        else:
+            out.append(_decode_bytes(chunk, charset))
+    return _unfold("".join(out))
+
+
+def _unfold(value: str) -> str:
+    return re.sub(r"\r?\n[ \t]*", " ", value).strip()
+
+
+def _clean_text(value: str) -> str:
+    # NUL and other C0 controls are valid in mail but not in database text.
+    return value.translate(_CONTROL_MAP)
+
+
+_CONTROL_MAP = {c: None for c in range(32) if c not in (9, 10, 13)}
+
+
+def _decode_bytes(data: bytes, charset: str | None) -> str:
+    """Decode ``data`` in ``charset``; unknown or lying charsets fall back gracefully."""
+    name = _codec_name(charset)
+    if name:
+        try:
+            return data.decode(name)
+        except (UnicodeDecodeError, LookupError):
+            pass
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode(name or "windows-1252", "replace")
+
+
+def _codec_name(charset: str | None) -> str | None:
+    if not charset:
+        return None
+    charset = charset.strip().strip('"').lower()
+    if charset in ("us-ascii", "ascii", "unknown-8bit", "x-unknown"):
+        # Declared ASCII with 8-bit bytes is common; treat it as the
+        # superset windows-1252 after a UTF-8 attempt.
+        return None
+    try:
+        name = codecs.lookup(email.charset.ALIASES.get(charset, charset)).name
+    except LookupError:
+        return None
+    # ISO-8859-1 in the wild is windows-1252 (the WHATWG rule).
+    return "windows-1252" if name == "latin-1" else name
+
+
+def _message_id(headers: Message, result: ParsedMessage) -> str | None:
+    values = headers.get_all("Message-ID") or []
+    if len(values) > 1:
+        result.defects.append("duplicate Message-ID header")
+    if not values:
+        return None
+    value = _clean_text(_unsurrogate(str(values[0]))).strip()
+    value = re.sub(r"\s+", "", value)
+    return value[:255] or None
+
+
+def _date(value, result: ParsedMessage) -> datetime | None:
+    if value is None:
+        return None
+    text = _unsurrogate(str(value)).strip()
+    try:
+        parsed = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        result.defects.append("unparseable Date header")
+        return None
+    if parsed is None:
+        return None
+    if parsed.tzinfo is None:  # "-0000": time in UTC, zone unknown (RFC 5322 3.3)
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    try:
+        return parsed.astimezone(timezone.utc)
+    except (OverflowError, ValueError):
+        result.defects.append("Date header out of range")
+        return None
+
+
+def _addresses(role: str, values: list) -> list[tuple[str, str, str | None]]:
+    out = []
+    raw_values = [_unsurrogate(str(v)) for v in values]
+    try:
+        pairs = email.utils.getaddresses(raw_values)
+    except Exception:
+        pairs = []
+    for name, addr in pairs:
+        addr = _clean_text(addr).strip().strip("<>").lower()
+        if not addr or "@" not in addr:
+            continue
+        name = _clean_text(decode_header_value(name)).strip() if name else ""
+        out.append((role, addr[:320], name[:500] or None))
+    return out
+
+
+# ---------------------------------------------------------------------------
+# MIME structure
+
+
+class _Walker:
+    """Walks a MIME tree on the raw buffer, collecting text and attachments."""
+
+    def __init__(self, raw, result: ParsedMessage, texts: list[str]) -> None:
+        self.raw = raw
+        self.result = result
+        self.texts = texts
+        self.parts = 0
+        self.text_chars = 0
+
+    def walk(self, headers: Message, start: int, end: int, depth: int) -> None:
+        self.parts += 1
+        if self.parts > MAX_PARTS or depth > MAX_DEPTH:
+            if self.parts == MAX_PARTS + 1 or depth == MAX_DEPTH + 1:
+                self.result.defects.append("MIME structure too deep or too large; rest ignored")
+            return
+        ctype = headers.get_content_type()
+        maintype = headers.get_content_maintype()
+        if maintype == "multipart":
+            boundary = _boundary(headers)
+            if not boundary:
+                self.result.defects.append("multipart without boundary")
+                self._leaf(headers, start, end, force_text=True)
+                return
+            self._multipart(boundary, start, end, depth)
+            return
+        if ctype == "message/rfc822" and not _is_attachment_disposition(headers):
+            inner, body_start = _read_headers(self.raw, start, end, self.result)
+            self.walk(inner, body_start, end, depth + 1)
+            return
+        if ctype == "message/rfc822":
+            # An attached message: record it as an attachment and index its text too.
+            self._record_attachment(headers, start, end)
+            inner, body_start = _read_headers(self.raw, start, end, self.result)
+            self.walk(inner, body_start, end, depth + 1)
+            return
+        self._leaf(headers, start, end)
+
+    def _multipart(self, boundary: bytes, start: int, end: int, depth: int) -> None:
+        raw = self.raw
+        delim = b"--" + boundary
+        positions: list[tuple[int, int, bool]] = []  # (line start, content start, is_close)
+        pos = start
+        closed = False
+        while True:
+            i = _find(raw, delim, pos, end)
+            if i < 0:
+                break
+            line_start_ok = i == start or raw[i - 1 : i] == b"\n"
+            after = i + len(delim)
+            if not line_start_ok:
+                pos = after
+                continue
+            is_close = raw[after : after + 2] == b"--"
+            nl = _find(raw, b"\n", after, end)
+            tail_end = end if nl < 0 else nl
+            tail = raw[after + (2 if is_close else 0) : tail_end]
+            if tail.strip(b" \t\r"):
+                # "--boundaryXYZ" is a different (longer) boundary, not ours.
+                pos = after
+                continue
+            positions.append((i, end if nl < 0 else nl + 1, is_close))
+            pos = end if nl < 0 else nl + 1
+            if is_close:
+                closed = True
+                break
+        if not positions:
+            self.result.defects.append("multipart boundary never appears")
+            self._leaf_text_fallback(start, end)
+            return
+        if not closed:
+            self.result.defects.append("multipart without closing boundary")
+        for n, (_, content_start, is_close) in enumerate(positions):
+            if is_close:
+                break
+            if n + 1 < len(positions):
+                next_line = positions[n + 1][0]
+                # The CRLF before a delimiter belongs to the delimiter (RFC 2046 5.1.1).
+                part_end = next_line
+                if raw[part_end - 2 : part_end] == b"\r\n":
+                    part_end -= 2
+                elif raw[part_end - 1 : part_end] == b"\n":
+                    part_end -= 1
+            else:
+                part_end = end
+            part_end = max(part_end, content_start)
+            headers, body_start = _read_headers(raw, content_start, part_end, self.result)
+            self.walk(headers, body_start, part_end, depth + 1)
+
+    def _leaf(self, headers: Message, start: int, end: int, force_text: bool = False) -> None:
+        # Body text is an inline text/plain or text/html part without a file
+        # name; everything else (named or non-text parts) is an attachment.
+        is_body_text = force_text or (
+            headers.get_content_type() in ("text/plain", "text/html")
+            and _filename(headers) is None
+            and not _is_attachment_disposition(headers)
+        )
+        if is_body_text:
+            self._text(headers, start, end, html=headers.get_content_type() == "text/html")
+        else:
+            self._record_attachment(headers, start, end)
+
+    def _record_attachment(self, headers: Message, start: int, end: int) -> None:
+        filename = _filename(headers)
+        if filename is None and headers.get_content_type() == "message/rfc822":
+            inner, _ = _read_headers(self.raw, start, end, ParsedMessage())
+            subject = _clean_text(decode_header_value(inner.get("Subject"))).strip()
+            filename = (subject or "message") + ".eml"
+        size = _decoded_size(self.raw, start, end, _cte(headers))
+        self.result.attachments.append(
+            AttachmentInfo(filename[:500] if filename else None, headers.get_content_type()[:255], size)
+        )
+        if filename:
+            self.texts.append(filename)
+
+    def _text(self, headers: Message, start: int, end: int, html: bool) -> None:
+        if self.text_chars >= MAX_TEXT_CHARS:
+            return
+        limit = min(end, start + MAX_TEXT_PART_BYTES)
+        data = bytes(self.raw[start:limit])
+        payload = _decode_transfer(data, _cte(headers), self.result)
+        text = _decode_bytes(payload, headers.get_content_charset())
+        if html:
+            text = html_to_text(text)
+        text = _clean_text(text).strip()
+        self.text_chars += len(text)
+        self.texts.append(text)
+
+    def _leaf_text_fallback(self, start: int, end: int) -> None:
+        limit = min(end, start + MAX_TEXT_PART_BYTES)
+        self.texts.append(_clean_text(_decode_bytes(bytes(self.raw[start:limit]), None)).strip())
+
+
+def _boundary(headers: Message) -> bytes | None:
+    try:
+        b = headers.get_boundary()
+    except Exception:
+        return None
+    if not b:
+        return None
+    b = _unsurrogate(b).strip()
+    try:
+        return b.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+
+
+def _is_attachment_disposition(headers: Message) -> bool:
+    disp = headers.get("Content-Disposition")
+    if disp is None:
+        return False
+    return str(disp).split(";", 1)[0].strip().lower() == "attachment"
+
+
+def _filename(headers: Message) -> str | None:
+    try:
+        name = headers.get_filename()
+        if name is None:
+            name = headers.get_param("name")
+            if isinstance(name, tuple):  # RFC 2231 on name= (rare, but seen)
+                name = email.utils.collapse_rfc2231_value(name)
+    except Exception:
+        return None
+    if not name:
+        return None
+    name = decode_header_value(str(name))  # encoded-words in filename= are common, if wrong
+    name = _clean_text(name).strip()
+    return name or None
+
+
+def _cte(headers: Message) -> str:
+    return str(headers.get("Content-Transfer-Encoding", "")).strip().lower()
+
+
+def _decode_transfer(data: bytes, cte: str, result: ParsedMessage) -> bytes:
+    if cte == "base64":
+        try:
+            return binascii.a2b_base64(_B64_JUNK.sub(b"", data) + b"==")
+        except binascii.Error:
+            result.defects.append("undecodable base64 text part")
+            return b""
+    if cte == "quoted-printable":
+        return binascii.a2b_qp(data)
+    return data
+
+
+_B64_JUNK = re.compile(rb"[^A-Za-z0-9+/]")
+
+
+def _decoded_size(raw, start: int, end: int, cte: str) -> int:
+    """Size of a part's decoded content, computed without copying big parts."""
+    length = max(0, end - start)
+    if cte == "base64":
+        whitespace = _count(raw, b"\n", start, end) + _count(raw, b"\r", start, end)
+        chars = max(0, length - whitespace)
+        # Padding '=' only at the very end of the part.
+        tail = bytes(raw[max(start, end - 8) : end]).rstrip(b"\r\n \t")
+        pad = len(tail) - len(tail.rstrip(b"="))
+        return max(0, chars * 3 // 4 - pad)
+    if cte == "quoted-printable" and length <= MAX_TEXT_PART_BYTES:
+        return len(binascii.a2b_qp(bytes(raw[start:end])))
+    return length
+
+
+# Big messages are parsed through a read-only mmap of their spool file. Pages
+# it touches count as this process's resident memory until released, so scans
+# over big regions go window by window and hand each window back (the data
+# stays in the page cache; RSS stays bounded by one window).
+_WINDOW = 8 * 1024 * 1024
+
+
+def _release(raw, start: int, end: int) -> None:
+    if isinstance(raw, mmap.mmap) and end > start:
+        page = mmap.PAGESIZE
+        lo = start - start % page
+        try:
+            raw.madvise(mmap.MADV_DONTNEED, lo, min(len(raw), end) - lo)
+        except (OSError, ValueError, AttributeError):
+            pass
+
+
+def _find(raw, sub: bytes, start: int, end: int) -> int:
+    """``raw.find(sub, start, end)``, in windows for an mmap."""
+    if not isinstance(raw, mmap.mmap) or end - start <= _WINDOW:
+        return raw.find(sub, start, end)
+    pos = start
+    while pos < end:
+        stop = min(end, pos + _WINDOW + len(sub))
+        i = raw.find(sub, pos, stop)
+        _release(raw, pos, min(stop, pos + _WINDOW))
+        if i >= 0:
+            return i
+        pos += _WINDOW
+    return -1
+
+
+def _count(raw, sub: bytes, start: int, end: int) -> int:
+    if isinstance(raw, bytes):
+        return raw.count(sub, start, end)
+    total = 0
+    for offset in range(start, end, _WINDOW):
+        stop = min(end, offset + _WINDOW)
+        total += raw[offset:stop].count(sub)
+        _release(raw, offset, stop)
+    return total
+
+
+# ---------------------------------------------------------------------------
+# HTML → text
+
+
+class _TextExtractor(HTMLParser):
+    _SKIP = {"script", "style", "head", "title", "noscript", "template"}
+    _BREAK = {"br", "p", "div", "li", "tr", "td", "th", "h1", "h2", "h3", "h4", "h5", "h6",
+              "table", "ul", "ol", "blockquote", "pre", "hr"}
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.out: list[str] = []
+        self.skip = 0
+
+    def handle_starttag(self, tag, attrs):
+        if tag in self._SKIP:
+            self.skip += 1
+        elif tag in self._BREAK:
+            self.out.append("\n")
+
+    def handle_endtag(self, tag):
+        if tag in self._SKIP and self.skip:
+            self.skip -= 1
+        elif tag in self._BREAK:
+            self.out.append("\n")
+
+    def handle_data(self, data):
+        if not self.skip:
+            self.out.append(data)
+
+
+def html_to_text(html: str) -> str:
+    """Visible text of an HTML part (scripts, styles and markup dropped)."""
+    parser = _TextExtractor()
+    try:
+        parser.feed(html)
+        parser.close()
+    except Exception:
+        return re.sub(r"<[^>]*>", " ", html)
+    text = "".join(parser.out)
+    text = re.sub(r"[ \t\r\f\v]+", " ", text)
+    return re.sub(r"\n\s*\n+", "\n", text).strip()
