@@ -1,0 +1,141 @@
+"""Pure decisions of a collection pass: what to fetch, what to delete, what looks wrong.
+
+Nothing here touches the network, the database or the clock: the pass gathers
+facts, these functions decide, and tests can probe every boundary with an
+injected ``now``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+#: RFC 1939: a unique-id is 1 to 70 characters in the range 0x21 to 0x7E.
+UIDL_MAX = 70
+
+
+def valid_uidl(uidl: str) -> bool:
+    return 0 < len(uidl) <= UIDL_MAX and all("\x21" <= ch <= "\x7e" for ch in uidl)
+
+
+def deletion_due(leave_on_server: bool, delete_after: timedelta | None, archived_at: datetime,
+                 now: datetime) -> bool:
+    """Is a message archived at ``archived_at`` due for DELE at ``now``?
+
+    keep (``leave_on_server`` without ``delete_after``): never;
+    ``delete_after``: once that long has passed since it was archived (the
+    boundary instant itself is due); ``leave_on_server = false``: at once.
+    """
+    if not leave_on_server:
+        return True
+    if delete_after is None:
+        return False
+    return now >= archived_at + delete_after
+
+
+@dataclass(frozen=True)
+class KnownDelivery:
+    """What the archive knows of a UIDL it believes is still on the server."""
+
+    server_size: int | None
+    archived_at: datetime
+    tombstone: bool
+
+
+@dataclass
+class PassPlan:
+    """What one pass will do, decided from the server listing and the archive's knowledge."""
+
+    #: msgnum → UIDL, for every valid, first-seen UIDL on the server
+    listed: dict[int, str] = field(default_factory=dict)
+    #: msgnums to RETR (new UIDLs, then UIDLs whose size changed), in server order
+    fetch: list[int] = field(default_factory=list)
+    #: msgnums whose UIDL we know but whose LIST size differs from what we archived
+    changed: set[int] = field(default_factory=set)
+    #: msgnums already archived that the policy says to DELE now
+    delete_known: list[int] = field(default_factory=list)
+    #: UIDLs we believed on the server that the listing no longer has
+    vanished: list[str] = field(default_factory=list)
+    quarantined: list[str] = field(default_factory=list)
+    duplicate_uidls: list[str] = field(default_factory=list)
+    too_large: list[int] = field(default_factory=list)
+    #: msgnums left for a later pass by max_messages_per_pass / max_bytes_per_pass
+    deferred: int = 0
+    #: the listing looks like a server migration: deletions are suspended this pass
+    migration: bool = False
+    new_count: int = 0
+
+
+#: A migration is declared when at least this many known UIDLs existed, and at
+#: least these fractions of them vanished while as many unknown ones appeared.
+MIGRATION_MIN_KNOWN = 10
+MIGRATION_VANISHED = 0.5
+MIGRATION_APPEARED = 0.5
+
+
+def plan_pass(
+    uidls: list[tuple[int, str]],
+    sizes: dict[int, int],
+    known: dict[str, KnownDelivery],
+    *,
+    leave_on_server: bool,
+    delete_after: timedelta | None,
+    max_message_size: int,
+    max_messages: int,
+    max_bytes: int,
+    now: datetime,
+) -> PassPlan:
+    """Decide a pass from the UIDL and LIST replies and what the archive knows.
+
+    ``known`` holds every UIDL of this account the archive believes is still on
+    the server (tombstones of purged messages included: rule 5).
+    """
+    plan = PassPlan()
+    seen: set[str] = set()
+    for msgnum, uidl in uidls:
+        if not valid_uidl(uidl):
+            plan.quarantined.append(uidl)
+            continue
+        if uidl in seen:
+            plan.duplicate_uidls.append(uidl)
+            continue
+        seen.add(uidl)
+        plan.listed[msgnum] = uidl
+
+    new: list[int] = []
+    for msgnum, uidl in plan.listed.items():
+        info = known.get(uidl)
+        size = sizes.get(msgnum)
+        if info is None:
+            new.append(msgnum)
+        elif (not info.tombstone and info.server_size is not None and size is not None
+              and size != info.server_size):
+            # Same UIDL, other size: fetch again and let the content hash decide;
+            # never delete on the old evidence.
+            plan.changed.add(msgnum)
+        elif deletion_due(leave_on_server, delete_after, info.archived_at, now):
+            plan.delete_known.append(msgnum)
+    plan.new_count = len(new)
+    plan.vanished = [u for u in known if u not in seen]
+
+    still_there = len(known) - len(plan.vanished)
+    if (len(known) >= MIGRATION_MIN_KNOWN
+            and len(plan.vanished) >= MIGRATION_VANISHED * len(known)
+            and len(new) >= MIGRATION_APPEARED * len(known)
+            and still_there < len(known)):
+        plan.migration = True
+        plan.delete_known = []
+
+    budget_msgs, budget_bytes = max_messages, max_bytes
+    for msgnum in sorted(new) + sorted(plan.changed):
+        size = sizes.get(msgnum, 0)
+        if size > max_message_size:
+            plan.too_large.append(msgnum)
+            continue
+        if budget_msgs <= 0 or (size > budget_bytes and plan.fetch):
+            plan.deferred += 1
+            continue
+        plan.fetch.append(msgnum)
+        budget_msgs -= 1
+        budget_bytes -= size
+    return plan

@@ -1,0 +1,53 @@
+"""Running passes for several accounts, and ``check --connect``.
+
+Used by ``archiver collect`` now and by the scheduler of ``archiver run``.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+from archiver.collect.pop3 import POP3Client
+from archiver.collect.service import Collector, PassProgress, PassReport, expire_warnings
+from archiver.errors import CollectError
+from archiver.store.store import MessageStore
+
+
+def collect_accounts(store: MessageStore, accounts: list, max_concurrent: int = 4, *,
+                     progress: PassProgress | None = None, collector: Collector | None = None,
+                     ) -> list[PassReport]:
+    """One pass per account, at most ``max_concurrent`` at once; reports in input order."""
+    collector = collector or Collector(store)
+    if len(accounts) <= 1 or max_concurrent <= 1:
+        return [collector.collect(a, progress=progress) for a in accounts]
+    with ThreadPoolExecutor(max_workers=min(max_concurrent, len(accounts)),
+                            thread_name_prefix="collect") as pool:
+        return list(pool.map(lambda a: collector.collect(a, progress=progress), accounts))
+
+
+def check_account(account) -> dict:
+    """Log in to ``account`` and report what the server offers; fetches and deletes nothing."""
+    result = {"account": account.name, "host": account.host, "port": account.port,
+              "tls": account.tls, "status": "ok", "auth": None, "capabilities": [],
+              "expire": None, "messages": None, "bytes": None, "warnings": [],
+              "error": None, "error_kind": None}
+    client = POP3Client(account.host, account.port, tls=account.tls,
+                        verify_tls=account.verify_tls,
+                        ca_file=str(account.ca_file) if account.ca_file else None,
+                        timeout=account.timeout.total_seconds())
+    try:
+        client.connect()
+        caps = client.capabilities
+        result["capabilities"] = [" ".join([k, *v]) for k, v in caps.items()]
+        result["expire"] = " ".join(caps["EXPIRE"]) if "EXPIRE" in caps else None
+        result["warnings"] = expire_warnings(caps, account)
+        if "UIDL" not in caps and account.leave_on_server:
+            result["warnings"].append("server does not list UIDL in CAPA; leave_on_server needs UIDL")
+        result["auth"] = client.login(account.username, account.password.reveal(), account.auth)
+        result["messages"], result["bytes"] = client.stat()
+        client.quit()
+    except CollectError as exc:
+        result.update(status="error", error=str(exc), error_kind=exc.kind)
+    finally:
+        client.close()
+    return result

@@ -1,0 +1,530 @@
+"""One collection pass for one account: the lose-nothing protocol (DESIGN.md §2, §5).
+
+The order of events is the whole point:
+
+1. connect, CAPA, log in; UIDL + LIST;
+2. decide (``policy.plan_pass``): new = listed − known, with known read in
+   one query; sizes that changed, quarantined UIDLs, a server migration;
+3. RETR the new messages (pipelined) into spools; every batch of them is
+   stored with its (account, UIDL) deliveries in ONE transaction, committed
+   durably before anything else happens to those messages;
+4. DELE only messages whose delivery is committed and which the account's
+   policy says are due — none in a pass that looks like a server migration;
+5. QUIT, and only after its ``+OK`` record the deletions (before it the
+   server has deleted nothing; a lost connection means they are simply due
+   again next pass);
+6. record the run.
+
+A kill at any instant therefore leaves every message in the archive, on the
+server, or both — and re-collecting it is harmless because UIDLs and content
+hashes deduplicate.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import SQLAlchemyError
+
+from archiver.collect import policy
+from archiver.collect.pop3 import POP3Client
+from archiver.db.models import CollectionRun, Delivery
+from archiver.errors import (
+    CollectError,
+    DatabaseError,
+    ProtocolError,
+    StoreError,
+    UIDLUnsupported,
+)
+from archiver.store.spool import Spool
+from archiver.store.store import ARCHIVED, DUPLICATE, KNOWN, MessageStore, Origin, utcnow
+
+log = logging.getLogger("archiver.collect")
+
+#: A batch is committed when it reaches this many messages or bytes.
+BATCH_MESSAGES = 200
+BATCH_BYTES = 32 * 1024 * 1024
+#: Outstanding pipelined RETR commands.
+RETR_WINDOW = 32
+IN_BATCH = 500
+
+
+@dataclass
+class PassReport:
+    """The outcome of one pass; :meth:`to_json` is one entry of ``collect --json``."""
+
+    account: str
+    status: str = "ok"
+    listed: int = 0
+    new: int = 0
+    archived: int = 0
+    duplicates: int = 0
+    deleted_on_server: int = 0
+    bytes: int = 0
+    duration_s: float = 0.0
+    error: str | None = None
+    error_kind: str | None = None
+    retryable: bool = False
+    #: messages left on the server this pass because of a problem (too large, -ERR, ...)
+    skipped: int = 0
+    #: new messages left for the next pass by the per-pass limits
+    deferred: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {
+            "account": self.account,
+            "status": self.status,
+            "listed": self.listed,
+            "new": self.new,
+            "archived": self.archived,
+            "duplicates": self.duplicates,
+            "deleted_on_server": self.deleted_on_server,
+            "bytes": self.bytes,
+            "duration_s": round(self.duration_s, 3),
+            "error": self.error,
+        }
+
+
+class PassProgress:
+    """Receives progress of a pass; the CLI draws a bar from it. Default: nothing."""
+
+    def planned(self, account: str, messages: int, total_bytes: int) -> None:
+        pass
+
+    def fetched(self, account: str, nbytes: int) -> None:
+        pass
+
+
+class Collector:
+    """Runs collection passes into one archive.
+
+    ``clock`` gives the current UTC time (tests inject it to cross
+    ``delete_after`` boundaries); ``client_factory`` builds the POP3 client.
+    """
+
+    def __init__(
+        self,
+        store: MessageStore,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        client_factory: Callable[..., POP3Client] = POP3Client,
+        node: str | None = None,
+    ) -> None:
+        self.store = store
+        self.engine = store.engine
+        self.clock = clock
+        self.client_factory = client_factory
+        self.node = node or f"{socket.gethostname()}:{os.getpid()}"
+
+    # -- the pass ---------------------------------------------------------------
+
+    def collect(self, account, *, progress: PassProgress | None = None,
+                stop: threading.Event | None = None) -> PassReport:
+        """Run one pass for ``account`` (a config Account). Never raises CollectError:
+        failures are reported in the returned PassReport and the run record."""
+        progress = progress or PassProgress()
+        report = PassReport(account.name)
+        started = time.monotonic()
+        account_id = self.store.account_id(account.name)
+        run_id = self._start_run(account_id)
+        client = None
+        try:
+            client = self.client_factory(
+                account.host, account.port, tls=account.tls, verify_tls=account.verify_tls,
+                ca_file=str(account.ca_file) if account.ca_file else None,
+                timeout=account.timeout.total_seconds(),
+            )
+            client.connect()
+            report.warnings.extend(expire_warnings(client.capabilities, account))
+            client.login(account.username, account.password.reveal(), account.auth)
+            self._pass(client, account, account_id, report, progress, stop)
+        except CollectError as exc:
+            report.status, report.error = "error", str(exc)
+            report.error_kind, report.retryable = exc.kind, exc.retryable
+        except (DatabaseError, StoreError) as exc:
+            report.status, report.error, report.error_kind = "error", str(exc), "database"
+        except SQLAlchemyError as exc:
+            report.status, report.error_kind = "error", "database"
+            report.error = f"archive database error: {getattr(exc, 'orig', exc)}"
+        finally:
+            if client is not None:
+                client.close()
+            report.duration_s = time.monotonic() - started
+            for warning in report.warnings:
+                log.warning("%s: %s", account.name, warning)
+            if report.error:
+                log.error("%s: %s", account.name, report.error)
+            self._finish_run(run_id, report)
+        return report
+
+    def _pass(self, client: POP3Client, account, account_id: int, report: PassReport,
+              progress: PassProgress, stop: threading.Event | None) -> None:
+        now = self.clock()
+        try:
+            uidls = client.uidl()
+        except UIDLUnsupported as exc:
+            if account.leave_on_server:
+                raise UIDLUnsupported(
+                    f"{account.host}:{account.port} does not support UIDL, so archiver cannot tell "
+                    "which messages it already has: leave_on_server = true is impossible on this "
+                    "server. Set leave_on_server = false (messages are then deleted right after "
+                    "they are archived) or use another server."
+                ) from exc
+            uidls = None
+        sizes = client.list()
+        if uidls is None:
+            self._pass_without_uidl(client, account, report, progress, sizes, stop)
+            return
+
+        known = self._known(account_id)
+        plan = policy.plan_pass(
+            uidls, sizes, known,
+            leave_on_server=account.leave_on_server, delete_after=account.delete_after,
+            max_message_size=account.max_message_size,
+            max_messages=account.max_messages_per_pass, max_bytes=account.max_bytes_per_pass,
+            now=now,
+        )
+        report.listed = len(uidls)
+        report.new = plan.new_count
+        report.deferred = plan.deferred
+        self._warn_about_plan(plan, sizes, account, report)
+
+        deletable = list(plan.delete_known)
+        fetch_bytes = sum(sizes.get(n, 0) for n in plan.fetch)
+        progress.planned(account.name, len(plan.fetch), fetch_bytes)
+
+        batch: list[tuple[int, Spool, Origin]] = []
+        batch_bytes = 0
+
+        def flush() -> None:
+            nonlocal batch, batch_bytes
+            for msgnum, result in self._store(batch, report):
+                if result is None:
+                    continue
+                if result.outcome == ARCHIVED:
+                    report.archived += 1
+                elif result.outcome in (DUPLICATE, KNOWN):
+                    report.duplicates += 1
+                # Committed: from here on the message may be deleted on the server.
+                if not plan.migration and policy.deletion_due(
+                        account.leave_on_server, account.delete_after, now, now):
+                    deletable.append(msgnum)
+            batch, batch_bytes = [], 0
+
+        requests = [(n, sizes.get(n)) for n in plan.fetch]
+        retrieved = client.retr_many(requests, lambda _n: Spool(), max_size=account.max_message_size,
+                                     window=RETR_WINDOW)
+        try:
+            for res in retrieved:
+                if res.error is not None:
+                    res.sink.close()
+                    report.skipped += 1
+                    report.warnings.append(
+                        f"message {res.msgnum} (UIDL {plan.listed[res.msgnum]}) left on the "
+                        f"server: {res.error}")
+                    continue
+                spool = res.sink.finish()
+                report.bytes += spool.size
+                progress.fetched(account.name, spool.size)
+                uidl = plan.listed[res.msgnum]
+                batch.append((res.msgnum, spool, Origin(
+                    account.name, uidl=uidl, server_size=sizes.get(res.msgnum), source="pop3",
+                    supersede=res.msgnum in plan.changed)))
+                batch_bytes += spool.size
+                if len(batch) >= BATCH_MESSAGES or batch_bytes >= BATCH_BYTES:
+                    flush()
+                if stop is not None and stop.is_set():
+                    report.warnings.append("stopped on request; the rest is collected next pass")
+                    break
+        finally:
+            retrieved.close()
+            flush_error = None
+            try:
+                flush()
+            except BaseException as exc:  # keep the first error, but never skip cleanup
+                flush_error = exc
+            for _, spool, _ in batch:
+                spool.close()
+            if flush_error is not None:
+                raise flush_error
+
+        self._mark_vanished(account_id, plan.vanished, now)
+        if stop is not None and stop.is_set():
+            deletable = []
+        acked = client.dele_many(deletable) if deletable else []
+        client.quit()
+        # QUIT said +OK: only now has the server really deleted anything.
+        deleted_uidls = [plan.listed[n] for n in acked]
+        self._mark_deleted(account_id, deleted_uidls, self.clock())
+        report.deleted_on_server = len(acked)
+
+    def _pass_without_uidl(self, client: POP3Client, account, report: PassReport,
+                           progress: PassProgress, sizes: dict[int, int],
+                           stop: threading.Event | None) -> None:
+        """leave_on_server = false on a server without UIDL: fetch all, store, delete.
+
+        Without UIDLs a message is recognised by its content hash: a message
+        archived by a pass that died before QUIT is found again, recorded as a
+        duplicate, and deleted this time.
+        """
+        report.listed = len(sizes)
+        report.warnings.append("server has no UIDL: recognising messages by content hash only")
+        fetch = []
+        budget_msgs, budget_bytes = account.max_messages_per_pass, account.max_bytes_per_pass
+        for msgnum in sorted(sizes):
+            size = sizes[msgnum]
+            if size > account.max_message_size:
+                report.skipped += 1
+                report.warnings.append(f"message {msgnum} ({size} bytes) exceeds max_message_size; "
+                                       "left on the server")
+            elif budget_msgs > 0 and (size <= budget_bytes or not fetch):
+                fetch.append(msgnum)
+                budget_msgs -= 1
+                budget_bytes -= size
+            else:
+                report.deferred += 1
+        report.new = len(fetch)
+        progress.planned(account.name, len(fetch), sum(sizes[n] for n in fetch))
+        deletable: list[int] = []
+        batch: list[tuple[int, Spool, Origin]] = []
+        retrieved = client.retr_many([(n, sizes[n]) for n in fetch], lambda _n: Spool(),
+                                     max_size=account.max_message_size, window=RETR_WINDOW)
+        try:
+            for res in retrieved:
+                if res.error is not None:
+                    res.sink.close()
+                    report.skipped += 1
+                    report.warnings.append(f"message {res.msgnum} left on the server: {res.error}")
+                    continue
+                spool = res.sink.finish()
+                report.bytes += spool.size
+                progress.fetched(account.name, spool.size)
+                batch.append((res.msgnum, spool, Origin(account.name, server_size=sizes[res.msgnum],
+                                                        source="pop3 (server has no UIDL)")))
+                if len(batch) >= BATCH_MESSAGES or stop is not None and stop.is_set():
+                    deletable += self._store_counting(batch, report)
+                    batch = []
+                if stop is not None and stop.is_set():
+                    break
+        finally:
+            retrieved.close()
+            try:
+                deletable += self._store_counting(batch, report)
+            finally:
+                for _, spool, _ in batch:
+                    spool.close()
+        if stop is not None and stop.is_set():
+            deletable = []
+        acked = client.dele_many(deletable) if deletable else []
+        client.quit()
+        report.deleted_on_server = len(acked)
+
+    def _store_counting(self, batch, report: PassReport) -> list[int]:
+        committed = []
+        for msgnum, result in self._store(batch, report):
+            if result is None:
+                continue
+            if result.outcome == ARCHIVED:
+                report.archived += 1
+            else:
+                report.duplicates += 1
+            committed.append(msgnum)
+        return committed
+
+    # -- storing ------------------------------------------------------------------
+
+    def _store(self, batch: list[tuple[int, Spool, Origin]], report: PassReport):
+        """Commit a batch; yields (msgnum, StoreResult | None). None: not stored, stays on server.
+
+        If the batch fails as a whole, each message is tried alone so one
+        message the database refuses cannot hold back the others; if every
+        one fails, the database itself is the problem and the pass stops.
+        """
+        if not batch:
+            return []
+        try:
+            results = self.store.store_batch([(s, o) for _, s, o in batch])
+            out = [(n, r) for (n, _, _), r in zip(batch, results, strict=True)]
+        except (SQLAlchemyError, StoreError) as exc:
+            if len(batch) == 1:
+                raise _database_error(exc) from exc
+            out, failures = [], 0
+            for msgnum, spool, origin in batch:
+                try:
+                    out.append((msgnum, self.store.store_batch([(spool, origin)])[0]))
+                except (SQLAlchemyError, StoreError) as one:
+                    failures += 1
+                    out.append((msgnum, None))
+                    report.skipped += 1
+                    report.warnings.append(
+                        f"message {msgnum} (UIDL {origin.uidl}) could not be stored and stays on "
+                        f"the server: {_short_db_error(one)}")
+            if failures == len(batch):
+                raise _database_error(exc) from exc
+        finally:
+            for _, spool, _ in batch:
+                spool.close()
+        self._reappeared([r for _, r in out if r is not None and r.outcome == KNOWN])
+        return out
+
+    def _reappeared(self, results) -> None:
+        """A UIDL recorded as gone is back on the server: believe the listing again."""
+        uidls = [r.origin.uidl for r in results if r.origin.uidl is not None]
+        if not uidls:
+            return
+        account_id = self.store.account_id(results[0].origin.account)
+        d = Delivery.__table__
+        with self.engine.begin() as conn:
+            for part in _chunks(uidls, IN_BATCH):
+                conn.execute(update(d).where(d.c.account_id == account_id, d.c.uidl.in_(part))
+                             .values(deleted_on_server_at=None))
+
+    # -- what the archive knows -----------------------------------------------------
+
+    def _known(self, account_id: int) -> dict[str, policy.KnownDelivery]:
+        """Every UIDL of the account believed still on the server, in one query."""
+        d = Delivery.__table__
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(d.c.uidl, d.c.server_size, d.c.first_seen_at, d.c.tombstone).where(
+                    d.c.account_id == account_id,
+                    d.c.deleted_on_server_at.is_(None),
+                    d.c.uidl.is_not(None),
+                )
+            ).all()
+        return {u: policy.KnownDelivery(size, seen, bool(tomb)) for u, size, seen, tomb in rows}
+
+    def _mark_deleted(self, account_id: int, uidls: list[str], when: datetime) -> None:
+        self._set_gone(account_id, uidls, when)
+
+    def _mark_vanished(self, account_id: int, uidls: list[str], when: datetime) -> None:
+        # Someone else (a mail client, the server's own expiry) removed them.
+        self._set_gone(account_id, uidls, when)
+
+    def _set_gone(self, account_id: int, uidls: list[str], when: datetime) -> None:
+        if not uidls:
+            return
+        d = Delivery.__table__
+        with self.engine.begin() as conn:
+            for part in _chunks(uidls, IN_BATCH):
+                conn.execute(
+                    update(d)
+                    .where(d.c.account_id == account_id, d.c.uidl.in_(part),
+                           d.c.deleted_on_server_at.is_(None))
+                    .values(deleted_on_server_at=when)
+                )
+
+    def _warn_about_plan(self, plan: policy.PassPlan, sizes, account, report: PassReport) -> None:
+        if plan.quarantined:
+            report.skipped += len(plan.quarantined)
+            report.warnings.append(
+                f"{len(plan.quarantined)} message(s) with invalid UIDLs (RFC 1939 allows 1-70 "
+                f"printable characters) quarantined on the server, neither fetched nor deleted: "
+                + ", ".join(repr(u[:80]) for u in plan.quarantined[:5]))
+        if plan.duplicate_uidls:
+            report.warnings.append(
+                f"the server listed {len(plan.duplicate_uidls)} duplicate UIDL(s); each is archived "
+                "once and the extra copies are left alone: "
+                + ", ".join(repr(u) for u in plan.duplicate_uidls[:5]))
+        for msgnum in plan.too_large:
+            report.skipped += 1
+            report.warnings.append(
+                f"message {msgnum} (UIDL {plan.listed[msgnum]}, {sizes.get(msgnum)} bytes) exceeds "
+                f"max_message_size ({account.max_message_size} bytes); left on the server")
+        if plan.changed:
+            report.warnings.append(
+                f"{len(plan.changed)} known UIDL(s) now list a different size; fetching them again "
+                "(the content hash decides) and not deleting them on the old evidence")
+        if plan.migration:
+            report.warnings.append(
+                f"most known UIDLs vanished ({len(plan.vanished)}) and {plan.new_count} unknown "
+                "appeared: this looks like a server migration. Archiving by content hash and "
+                "deleting nothing on the server this pass.")
+        if plan.deferred:
+            report.warnings.append(
+                f"{plan.deferred} new message(s) left for the next pass "
+                "(max_messages_per_pass / max_bytes_per_pass)")
+
+    # -- run records --------------------------------------------------------------
+
+    def _start_run(self, account_id: int) -> int:
+        r = CollectionRun.__table__
+        now = self.clock()
+        with self.engine.begin() as conn:
+            # A run still "running" from an earlier process died with it.
+            conn.execute(
+                update(r).where(r.c.account_id == account_id, r.c.status == "running",
+                                r.c.node == self.node)
+                .values(status="error", error_kind="interrupted", finished_at=now,
+                        error="the collecting process ended before the pass finished")
+            )
+            return conn.execute(
+                insert(r).values(account_id=account_id, started_at=now, status="running",
+                                 node=self.node)
+            ).inserted_primary_key[0]
+
+    def _finish_run(self, run_id: int, report: PassReport) -> None:
+        r = CollectionRun.__table__
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    update(r).where(r.c.id == run_id).values(
+                        finished_at=self.clock(), status=report.status, listed=report.listed,
+                        new=report.new, archived=report.archived, duplicates=report.duplicates,
+                        deleted_on_server=report.deleted_on_server, bytes=report.bytes,
+                        error_kind=report.error_kind, error=report.error,
+                    )
+                )
+        except SQLAlchemyError as exc:  # the pass result is still reported to the caller
+            log.error("could not record the collection run: %s", _short_db_error(exc))
+
+
+def expire_warnings(capabilities: dict[str, list[str]], account) -> list[str]:
+    """Warnings when the server's EXPIRE capability (RFC 2449) contradicts the policy."""
+    args = capabilities.get("EXPIRE")
+    if not args or not account.leave_on_server:
+        return []
+    value = args[0].upper()
+    if value == "NEVER":
+        return []
+    try:
+        days = int(value)
+    except ValueError:
+        return []
+    if days == 0:
+        return [f"server advertises EXPIRE 0: it deletes messages once retrieved, so "
+                f"leave_on_server = true cannot keep them on {account.host}"]
+    if account.delete_after is None or account.delete_after.days > days:
+        keep = "forever" if account.delete_after is None else f"{account.delete_after.days} days"
+        return [f"server advertises EXPIRE {days}: it deletes retrieved messages after {days} "
+                f"day(s), sooner than this account's policy ({keep})"]
+    return []
+
+
+def _database_error(exc: BaseException) -> DatabaseError:
+    if isinstance(exc, DatabaseError):
+        return exc
+    return DatabaseError(f"archive database error: {_short_db_error(exc)}")
+
+
+def _short_db_error(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None) or exc
+    text = str(orig).strip().splitlines()
+    return text[0][:300] if text else type(orig).__name__
+
+
+def _chunks(seq: list, n: int):
+    for i in range(0, len(seq), n):
+        yield seq[i : i + n]
+
+
+__all__ = ["Collector", "PassReport", "PassProgress", "expire_warnings", "ProtocolError"]
