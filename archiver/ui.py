@@ -21,7 +21,7 @@ def print_json(data: Any) -> None:
 def console(stderr: bool = False):
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=False)
+    return Console(stderr=stderr, highlight=False, soft_wrap=False, markup=False)
 
 
 def stderr_is_terminal() -> bool:
@@ -94,3 +94,37 @@ def human_size(n: int | None) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     return f"{n} B"
+
+
+class _NoBars:
+    def add_bytes_task(self, description: str, total: int | None):
+        return _NoProgress()
+
+
+class _RichBars:
+    def __init__(self, progress) -> None:
+        self._p = progress
+
+    def add_bytes_task(self, description: str, total: int | None):
+        return _RichProgress(self._p, self._p.add_task(description, total=total))
+
+
+@contextmanager
+def multi_progress():
+    """Several byte-progress bars (one per account) on stderr, when it is a terminal."""
+    if not stderr_is_terminal():
+        yield _NoBars()
+        return
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(),
+                  TransferSpeedColumn(), TimeRemainingColumn(),
+                  console=console(stderr=True)) as progress:
+        yield _RichBars(progress)

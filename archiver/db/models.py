@@ -172,7 +172,11 @@ class Delivery(Base):
     """
 
     __tablename__ = "deliveries"
-    __table_args__ = (UniqueConstraint("account_id", "uidl"),)
+    __table_args__ = (
+        UniqueConstraint("account_id", "uidl"),
+        # The collector reads "what this account still has on the server" each pass.
+        Index(None, "account_id", "deleted_on_server_at"),
+    )
 
     id: Mapped[IntPK]
     account_id: Mapped[int] = mapped_column(BigID, ForeignKey("accounts.id"))
@@ -182,6 +186,8 @@ class Delivery(Base):
     )
     server_size: Mapped[int | None] = mapped_column(BigInteger())
     first_seen_at: Mapped[UTC]
+    # When the message left the server: our DELE confirmed by QUIT, or its
+    # UIDL no longer listed. NULL while we believe it is still there.
     deleted_on_server_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     tombstone: Mapped[bool] = mapped_column(Boolean(), default=False)
     source: Mapped[str | None] = mapped_column(String(1000))

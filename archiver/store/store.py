@@ -447,11 +447,11 @@ class MessageStore:
                 h.update(block)
                 size += len(block)
         except CorruptContent as exc:
-            return str(exc)
+            return str(exc).removeprefix(f"message {msg.sha256}: ")
         if size != msg.size:
-            return f"message {msg.sha256}: stored content is {size} bytes, expected {msg.size}"
+            return f"stored content is {size} bytes, expected {msg.size}"
         if h.hexdigest() != msg.sha256:
-            return f"message {msg.sha256}: stored content hashes to {h.hexdigest()}"
+            return f"stored content hashes to {h.hexdigest()}, not to its id"
         return None
 
     def iter_messages(self, conn: Connection, batch: int = 500) -> Iterator[StoredMessage]:

@@ -166,6 +166,10 @@ def upgrade() -> None:
         **TABLE_OPTS,
     )
     op.create_index("ix_deliveries_message_id", "deliveries", ["message_id"])
+    op.create_index(
+        "ix_deliveries_account_id_deleted_on_server_at", "deliveries",
+        ["account_id", "deleted_on_server_at"],
+    )
 
     op.create_table(
         "collection_runs",

@@ -1,0 +1,603 @@
+"""The ``archiver`` command line (DESIGN.md §4): thin commands over the services.
+
+Exit codes: 0 ok, 1 the work failed (an account failed, verify found damage),
+2 bad usage or bad config. Every reporting command takes ``--json`` and then
+prints exactly one JSON document on stdout; errors go to stderr (and, with
+``--json``, also as ``{"error": ...}`` on stdout so scripts always get JSON).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from functools import cached_property
+from pathlib import Path
+
+import click
+
+from archiver import __version__
+from archiver.errors import ArchiverError, ConfigError, UsageError
+
+
+class App:
+    """What commands share: the config path, and lazily the config, engine and store."""
+
+    def __init__(self, config_path: str | None) -> None:
+        self.config_option = config_path
+        self.json = False
+
+    @cached_property
+    def config_path(self) -> Path:
+        from archiver.config import resolve_config_path
+
+        return resolve_config_path(self.config_option)
+
+    @cached_property
+    def config(self):
+        from archiver.config import load_config
+
+        return load_config(self.config_path)
+
+    @cached_property
+    def engine(self):
+        from archiver.db.engine import create_archive_engine
+
+        return create_archive_engine(self.database_url)
+
+    @property
+    def database_url(self) -> str:
+        db = self.config.archive.database
+        return db.reveal() if hasattr(db, "reveal") else str(db)
+
+    def ready_engine(self):
+        """The engine, after checking the schema is this version's (else a clear error)."""
+        from archiver.db.engine import require_current_schema
+
+        require_current_schema(self.engine)
+        return self.engine
+
+    @cached_property
+    def store(self):
+        from archiver.store.store import MessageStore
+
+        return MessageStore(self.ready_engine(), compression=self.config.archive.compression)
+
+
+pass_app = click.make_pass_decorator(App)
+
+
+def json_option(f):
+    def callback(ctx: click.Context, _param, value: bool) -> bool:
+        if value:
+            ctx.find_object(App).json = True
+        return value
+
+    return click.option(
+        "--json", "as_json", is_flag=True, expose_value=True, callback=callback,
+        help="Print one JSON document on stdout instead of text.",
+    )(f)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option(
+    "--config", "-c", "config_path", metavar="PATH", envvar="ARCHIVER_CONFIG",
+    help="Configuration file. Default: ./config.toml (or $ARCHIVER_CONFIG).",
+)
+@click.option("-v", "--verbose", count=True, help="More log output on stderr (-vv for protocol traces).")
+@click.version_option(__version__, prog_name="archiver")
+@click.pass_context
+def cli(ctx: click.Context, config_path: str | None, verbose: int) -> None:
+    """Archive mail from POP3 accounts, byte-exact and deduplicated, with
+    retention, legal holds, search and an audit trail.
+
+    \b
+    First steps:
+      archiver init                  write ./config.toml and create the archive
+      archiver demo                  see the whole pipeline on a throwaway mailbox
+      archiver import MAILBOX        back-fill from mbox, maildir or .eml files
+      archiver status                what the archive holds
+      archiver show ID --raw         one message, byte for byte
+
+    Exit codes: 0 ok, 1 the work failed, 2 bad usage or bad configuration.
+    """
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    ctx.obj = App(config_path)
+
+
+# -- init / db / config --------------------------------------------------------
+
+
+@cli.command()
+@json_option
+@pass_app
+def init(app: App, as_json: bool) -> None:
+    """Write a commented sample config.toml (if none exists) and create or upgrade the schema.
+
+    Safe to run again: an existing config.toml is never overwritten, and an
+    up-to-date schema is left as it is.
+    """
+    from archiver.config import SAMPLE_CONFIG
+    from archiver.db import migrate
+    from archiver.db.engine import describe_url
+
+    path = app.config_path
+    wrote = False
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(SAMPLE_CONFIG, encoding="utf-8")
+        wrote = True
+    before, after = migrate.upgrade(app.engine)
+    where = describe_url(app.database_url)
+    if app.json:
+        from archiver.ui import print_json
+
+        print_json({"config": str(path), "config_created": wrote, "database": where,
+                    "revision_before": before, "revision": after})
+        return
+    click.echo(f"{'wrote' if wrote else 'kept existing'} {path}")
+    if before == after:
+        click.echo(f"archive {where} is up to date (schema {after})")
+    else:
+        click.echo(f"archive {where}: schema {before or 'none'} -> {after}")
+    if wrote:
+        click.echo(f"next: add your POP3 accounts to {path}, then run `archiver check --connect`")
+
+
+@cli.group()
+def db() -> None:
+    """Archive schema: upgrade, show the revision, check for drift."""
+
+
+@db.command("upgrade")
+@json_option
+@pass_app
+def db_upgrade(app: App, as_json: bool) -> None:
+    """Upgrade the schema to this version of archiver (back up production databases first)."""
+    from archiver.db import migrate
+    from archiver.db.engine import describe_url
+
+    before, after = migrate.upgrade(app.engine)
+    if app.json:
+        from archiver.ui import print_json
+
+        print_json({"database": describe_url(app.database_url), "revision_before": before,
+                    "revision": after})
+    elif before == after:
+        click.echo(f"schema already at {after}")
+    else:
+        click.echo(f"schema upgraded {before or 'none'} -> {after}")
+
+
+@db.command("current")
+@json_option
+@pass_app
+def db_current(app: App, as_json: bool) -> None:
+    """Print the schema revision of the archive database and the one this archiver expects."""
+    from archiver.db import migrate
+    from archiver.db.engine import current_revision, describe_url
+
+    rev, head = current_revision(app.engine), migrate.head_revision()
+    if app.json:
+        from archiver.ui import print_json
+
+        print_json({"database": describe_url(app.database_url), "revision": rev, "head": head,
+                    "up_to_date": rev == head})
+        return
+    state = "up to date" if rev == head else f"needs `archiver db upgrade` to {head}"
+    click.echo(f"{rev or 'none (empty database)'} ({state})")
+
+
+@db.command("check")
+@json_option
+@pass_app
+def db_check(app: App, as_json: bool) -> None:
+    """Check that the live schema matches what this archiver's models expect (exit 1 on drift)."""
+    from archiver.db import migrate
+
+    report = migrate.check(app.engine)
+    if app.json:
+        from archiver.ui import print_json
+
+        print_json({"ok": report.ok, "revision": report.revision, "head": report.head,
+                    "differences": report.differences})
+    elif report.ok:
+        click.echo(f"schema {report.revision} matches the models: no drift")
+    else:
+        if report.revision != report.head:
+            click.echo(f"schema is at {report.revision or 'none'}, expected {report.head}", err=True)
+        for diff in report.differences:
+            click.echo(f"drift: {diff}", err=True)
+    if not report.ok:
+        sys.exit(1)
+
+
+@cli.group("config")
+def config_group() -> None:
+    """Inspect the configuration."""
+
+
+@config_group.command("show")
+@json_option
+@pass_app
+def config_show(app: App, as_json: bool) -> None:
+    """Print the effective configuration (defaults filled in, secrets masked)."""
+    shown = app.config.to_display()
+    if app.json:
+        from archiver.ui import print_json
+
+        print_json(shown)
+        return
+    click.echo(f"# effective configuration from {app.config_path}")
+    click.echo(_to_toml(shown))
+
+
+def _to_toml(data: dict) -> str:
+    import json
+
+    def value(v) -> str:
+        if v is None:
+            return '""  # not set'
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (int, float)):
+            return str(v)
+        if isinstance(v, dict):
+            return "{ " + ", ".join(f"{k} = {value(x)}" for k, x in v.items() if x is not None) + " }"
+        if isinstance(v, (list, tuple)):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        return json.dumps(str(v), ensure_ascii=False)
+
+    lines: list[str] = []
+    for section, body in data.items():
+        if isinstance(body, dict):
+            lines.append(f"\n[{section}]")
+            tables = {k: v for k, v in body.items() if isinstance(v, list) and v and isinstance(v[0], dict)}
+            for k, v in body.items():
+                if k not in tables:
+                    lines.append(f"{k} = {value(v)}")
+            for k, items in tables.items():
+                for item in items:
+                    lines.append(f"\n[[{section}.{k}]]")
+                    lines.extend(f"{ik} = {value(iv)}" for ik, iv in item.items())
+        elif isinstance(body, list):
+            for item in body:
+                lines.append(f"\n[[{section}]]")
+                lines.extend(f"{k} = {value(v)}" for k, v in item.items())
+        else:
+            lines.append(f"{section} = {value(body)}")
+    return "\n".join(lines).strip()
+
+
+# -- import / show / status / verify ------------------------------------------
+
+
+@cli.command("import")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["mbox", "maildir", "eml"]),
+              help="Source format. Default: detected (a folder with cur/ or new/ is a maildir, "
+                   "a file starting with \"From \" an mbox, anything else .eml).")
+@click.option("--account", default="import", show_default=True, metavar="NAME",
+              help="Account the imported messages are recorded under.")
+@json_option
+@pass_app
+def import_cmd(app: App, path: Path, fmt: str | None, account: str, as_json: bool) -> None:
+    """Back-fill the archive from an mbox file, a maildir, or .eml files.
+
+    Messages are stored in POP3 wire form (bare LF becomes CRLF) with the same
+    dedup rules as collection: importing the same files again stores nothing
+    new, and a message imported now and collected later is stored once.
+    A file or message that cannot be read is reported and skipped.
+    Exit 1 if any was skipped.
+    """
+    from archiver.importer import MailSource, detect_format, import_path
+    from archiver.ui import human_size, print_json, progress_bar
+
+    store = app.store
+    fmt = fmt or detect_format(path)
+    total = MailSource(path, fmt).total_bytes()
+    with progress_bar(f"importing {path.name}", total, unit="bytes", enabled=True) as bar:
+        _, report = import_path(store, path, fmt=fmt, account=account,
+                                progress=lambda n, _r: bar.advance(n))
+    if app.json:
+        print_json(report.to_json())
+    else:
+        click.echo(
+            f"{report.files} file(s), {report.messages} message(s): {report.archived} archived "
+            f"({human_size(report.bytes)}), {report.duplicates} already in the archive, "
+            f"{len(report.errors)} skipped"
+        )
+        for err in report.errors:
+            click.echo(f"skipped {err['source']}: {err['error']}", err=True)
+    if report.errors:
+        sys.exit(1)
+
+
+@cli.command()
+@click.argument("message_id", metavar="ID")
+@click.option("--raw", is_flag=True, help="Write the exact stored bytes (an .eml) to stdout.")
+@json_option
+@pass_app
+def show(app: App, message_id: str, raw: bool, as_json: bool) -> None:
+    """Show one message: headers, recipients, attachments and text.
+
+    ID is the message's SHA-256 (as `status`, `search` and exports print it),
+    or any unique prefix of at least 8 hex digits. With --raw the exact stored
+    bytes are written to stdout: `archiver show ID --raw > message.eml`.
+    Every view is recorded in the audit trail.
+    """
+    from archiver import audit
+    from archiver.store.details import message_details
+
+    if raw and as_json:
+        raise UsageError("--raw and --json cannot be combined")
+    store = app.store
+    with store.engine.connect() as conn:
+        msg = store.resolve(conn, message_id)
+        if raw:
+            out = sys.stdout.buffer
+            for block in store.iter_content(conn, msg):
+                out.write(block)
+            out.flush()
+        else:
+            details = message_details(conn, msg)
+    audit.record(store.engine, "message.raw" if raw else "message.view",
+                 actor=audit.current_actor(), target=msg.sha256, client="cli")
+    if raw:
+        return
+    if app.json:
+        from archiver.ui import print_json
+
+        print_json(details)
+        return
+    _print_message(details)
+
+
+def _print_message(d: dict) -> None:
+    from archiver.ui import human_size
+
+    rows = [
+        ("id", d["id"]),
+        ("date", d["date"] or f"(no valid Date header; archived {d['archived_at']})"),
+        ("from", d["from"]),
+        ("to", ", ".join(d["to"])),
+        ("cc", ", ".join(d["cc"])),
+        ("subject", d["subject"]),
+        ("message-id", d["message_id"]),
+        ("size", f"{d['size']} bytes ({human_size(d['size'])})"),
+        ("accounts", ", ".join(d["accounts"])),
+    ]
+    for key, val in rows:
+        if val:
+            click.echo(f"{key + ':':<12}{val}")
+    for att in d["attachments"]:
+        click.echo(f"{'attachment:':<12}{att['filename'] or '(unnamed)'} "
+                   f"({att['content_type']}, {human_size(att['size'])})")
+    if d["parse_defects"]:
+        click.echo(f"{'defects:':<12}{d['parse_defects']}")
+    click.echo("")
+    click.echo(d["text"] or "(no text part)")
+
+
+@cli.command()
+@json_option
+@pass_app
+def status(app: App, as_json: bool) -> None:
+    """What the archive holds, and per account: last run, result, error, messages."""
+    from archiver.status import archive_status
+    from archiver.ui import console, human_size, print_json
+
+    configured = [a.name for a in app.config.accounts]
+    data = archive_status(app.ready_engine(), configured)
+    if app.json:
+        print_json(data)
+        return
+    from rich.table import Table
+
+    out = console()
+    out.print(f"{data['messages']} messages, {human_size(data['bytes'])} in the archive")
+    if not data["accounts"]:
+        out.print("no accounts yet: add [[accounts]] to config.toml, or `archiver import`")
+        return
+    table = Table(show_edge=False, pad_edge=False)
+    for col in ("account", "messages", "last run", "result", "new", "error"):
+        table.add_column(col, overflow="fold")
+    for acc in data["accounts"]:
+        run = acc["last_run"]
+        name = acc["account"] + ("" if acc["configured"] else " (not configured)")
+        if run is None:
+            table.add_row(name, str(acc["messages"]), "never", "-", "-", "")
+        else:
+            table.add_row(name, str(acc["messages"]), run["started_at"][:19].replace("T", " "),
+                          run["status"], str(run["archived"]), run["error"] or "")
+    out.print(table)
+
+
+@cli.command()
+@json_option
+@pass_app
+def verify(app: App, as_json: bool) -> None:
+    """Re-read every stored message, recompute its SHA-256, and check the audit chain.
+
+    Exit 0 when everything is intact; exit 1 naming every message whose
+    content no longer matches its id, and every broken audit entry.
+    """
+    from archiver.ui import human_size, print_json, progress_bar
+    from archiver.verify import verify_archive
+
+    store = app.store
+    with store.engine.connect() as conn:
+        _, total = store.count(conn)
+    with progress_bar("verifying", total, unit="bytes") as bar:
+        report = verify_archive(store, progress=bar.advance)
+    if app.json:
+        print_json(report.to_json())
+    else:
+        for item in report.damaged:
+            click.echo(f"DAMAGED {item['id']}: {item['problem']}", err=True)
+        for problem in report.audit_problems:
+            click.echo(f"AUDIT {problem}", err=True)
+        verdict = "OK" if report.ok else "FAILED"
+        click.echo(
+            f"{verdict}: {report.messages} messages ({human_size(report.bytes)}) checked, "
+            f"{len(report.damaged)} damaged; audit trail {report.audit_entries} entries, "
+            f"{'intact' if not report.audit_problems else 'BROKEN'}"
+        )
+    if not report.ok:
+        sys.exit(1)
+
+
+# -- collect / check ----------------------------------------------------------------
+
+
+def _select_accounts(app: App, names: tuple[str, ...]) -> list:
+    """The accounts named on the command line (config order), or every enabled one."""
+    config = app.config
+    if names:
+        return [config.account(name) for name in dict.fromkeys(names)]
+    return [a for a in config.accounts if a.enabled]
+
+
+class _BarProgress:
+    """Feeds collection progress into one rich progress task per account."""
+
+    def __init__(self, bar_factory) -> None:
+        self._factory = bar_factory
+        self._tasks: dict[str, object] = {}
+
+    def planned(self, account: str, messages: int, total_bytes: int) -> None:
+        self._tasks[account] = self._factory(account, total_bytes)
+
+    def fetched(self, account: str, nbytes: int) -> None:
+        task = self._tasks.get(account)
+        if task is not None:
+            task.advance(nbytes)
+
+
+@cli.command()
+@click.option("--account", "-a", "accounts", multiple=True, metavar="NAME",
+              help="Collect only this account (repeatable). Default: every enabled account.")
+@json_option
+@pass_app
+def collect(app: App, accounts: tuple[str, ...], as_json: bool) -> None:
+    """Run one collection pass now for each account.
+
+    Fetches new messages (by UIDL), stores each byte-exact before anything is
+    deleted, applies each account's leave_on_server / delete_after policy,
+    and records the run. Exit 1 if any account failed, 2 on bad config.
+    """
+    from archiver.collect.runner import collect_accounts
+    from archiver.ui import print_json
+
+    selected = _select_accounts(app, accounts)
+    store = app.store
+    if not selected:
+        raise UsageError(f"no enabled accounts in {app.config_path}: add an [[accounts]] table "
+                         "(see `archiver init` for a commented sample)")
+    from archiver.ui import multi_progress
+
+    with multi_progress() as bars:
+        reports = collect_accounts(store, selected, app.config.scheduler.max_concurrent_accounts,
+                                   progress=_BarProgress(bars.add_bytes_task))
+    if app.json:
+        print_json({"accounts": [r.to_json() for r in reports]})
+    else:
+        _print_collect(reports)
+    if any(r.status != "ok" for r in reports):
+        sys.exit(1)
+
+
+def _print_collect(reports) -> None:
+    from archiver.ui import human_size
+
+    for r in reports:
+        if r.status == "ok":
+            line = (f"{r.account}: {r.listed} on server, {r.new} new, {r.archived} archived "
+                    f"({human_size(r.bytes)}), {r.duplicates} duplicate(s), "
+                    f"{r.deleted_on_server} deleted on server in {r.duration_s:.2f}s")
+            if r.skipped:
+                line += f", {r.skipped} left on server (see warnings)"
+            if r.deferred:
+                line += f", {r.deferred} left for the next pass"
+            click.echo(line)
+        else:
+            click.echo(f"{r.account}: FAILED ({r.error_kind}): {r.error}", err=True)
+            if r.archived or r.duplicates:
+                click.echo(f"{r.account}: {r.archived} archived before the failure are safe",
+                           err=True)
+
+
+@cli.command()
+@click.option("--connect", is_flag=True,
+              help="Also log in to every account and report its capabilities and mailbox size "
+                   "(nothing is fetched or deleted).")
+@click.option("--account", "-a", "accounts", multiple=True, metavar="NAME",
+              help="Check only this account (repeatable).")
+@json_option
+@pass_app
+def check(app: App, connect: bool, accounts: tuple[str, ...], as_json: bool) -> None:
+    """Validate the configuration; with --connect, log in to each account.
+
+    Reports per account the server's CAPA (including EXPIRE, checked against
+    the account's policy), the authentication used, and the message count and
+    size. Exit 1 if any account cannot be reached or logged in to.
+    """
+    from archiver.collect.runner import check_account
+    from archiver.ui import print_json
+
+    config = app.config
+    selected = [config.account(n) for n in dict.fromkeys(accounts)] if accounts else list(
+        config.accounts)
+    results = [check_account(a) for a in selected] if connect else []
+    ok = all(r["status"] == "ok" for r in results)
+    if app.json:
+        print_json({"config": str(app.config_path), "config_ok": True,
+                    "accounts": results if connect else [a.name for a in selected]})
+    else:
+        click.echo(f"{app.config_path}: configuration OK ({len(config.accounts)} account(s))")
+        for r in results:
+            if r["status"] == "ok":
+                click.echo(f"{r['account']}: OK, {r['messages']} message(s), "
+                           f"{r['bytes']} bytes, auth {r['auth']}, tls {r['tls']}")
+                click.echo(f"  capabilities: {' '.join(r['capabilities'])}")
+            else:
+                click.echo(f"{r['account']}: FAILED ({r['error_kind']}): {r['error']}", err=True)
+            for w in r.get("warnings", []):
+                click.echo(f"  warning: {w}", err=True)
+    if not ok:
+        sys.exit(1)
+
+
+# -- entry point -----------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: runs the CLI and maps errors to exit codes."""
+    try:
+        cli.main(args=argv, prog_name="archiver", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except ArchiverError as exc:
+        _report_error(exc, sys.argv[1:] if argv is None else argv)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    sys.exit(0)
+
+
+def _report_error(exc: ArchiverError, argv: list[str]) -> None:
+    wants_json = "--json" in argv
+    prefix = "config error" if isinstance(exc, ConfigError) else "error"
+    click.echo(f"archiver: {prefix}: {exc}", err=True)
+    if wants_json:
+        from archiver.ui import print_json
+
+        print_json({"error": str(exc), "kind": type(exc).__name__})

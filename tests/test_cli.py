@@ -1,0 +1,172 @@
+"""The command line as a newcomer uses it, in subprocesses, on every backend."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from sqlalchemy import text
+
+from archiver.db.engine import create_archive_engine
+from archiver.store.spool import to_wire_form
+from tests.conftest import run_cli
+
+M1 = b"From: Alice <alice@example.com>\nTo: bob@example.org\nSubject: Quarterly report\n" \
+     b"Date: Tue, 3 Mar 2026 09:00:00 +0000\nMessage-ID: <q1@example.com>\n\nNumbers attached.\n"
+M2 = b"From: carol@example.com\nTo: dave@example.org\nSubject: =?utf-8?q?Gr=C3=BC=C3=9Fe?=\n\nHallo\n"
+
+
+def write_mbox(path, messages):
+    with open(path, "wb") as fh:
+        for m in messages:
+            fh.write(b"From x Thu Jan  1 00:00:00 2026\n" + m + b"\n")
+
+
+def test_newcomer_flow(tmp_path, db_url):
+    """init → import → status → show --raw → verify → tamper → verify names the message."""
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(f'[archive]\ndatabase = "{db_url}"\n')
+    r = run_cli("init", config=cfg)
+    assert r.exit_code == 0, r
+    assert "kept existing" in r.stdout
+
+    mbox = tmp_path / "old.mbox"
+    write_mbox(mbox, [M1, M2])
+    r = run_cli("import", str(mbox), "--json", config=cfg)
+    assert r.exit_code == 0, r
+    assert r.json() == {"files": 1, "messages": 2, "archived": 2, "duplicates": 0, "errors": []}
+    r = run_cli("import", str(mbox), "--json", config=cfg)
+    assert r.json()["archived"] == 0 and r.json()["duplicates"] == 2
+
+    r = run_cli("status", "--json", config=cfg)
+    assert r.exit_code == 0, r
+    status = r.json()
+    wire1, wire2 = to_wire_form(M1), to_wire_form(M2)
+    assert status["messages"] == 2 and status["bytes"] == len(wire1) + len(wire2)
+    assert status["accounts"][0]["account"] == "import"
+    assert status["accounts"][0]["messages"] == 2
+    assert status["accounts"][0]["last_run"] is None
+
+    sha1 = hashlib.sha256(wire1).hexdigest()
+    r = run_cli("show", sha1[:12], "--raw", config=cfg)
+    assert r.exit_code == 0, r
+    assert r.stdout_bytes == wire1
+    r = run_cli("show", sha1[:8], config=cfg)
+    assert "Quarterly report" in r.stdout and "Numbers attached." in r.stdout
+    r = run_cli("show", hashlib.sha256(wire2).hexdigest(), "--json", config=cfg)
+    details = r.json()
+    assert details["subject"] == "Grüße" and details["id"] == details["sha256"]
+    assert details["to"] == ["dave@example.org"] and details["accounts"] == ["import"]
+
+    r = run_cli("verify", config=cfg)
+    assert r.exit_code == 0, r
+    assert "OK: 2 messages" in r.stdout
+    # The views above were audited, and the chain is intact.
+    r = run_cli("verify", "--json", config=cfg)
+    assert r.json()["audit"] == {"entries": 3, "ok": True, "problems": []}
+
+    # Edit one stored chunk by hand: verify exits 1 naming that message.
+    engine = create_archive_engine(db_url)
+    with engine.begin() as conn:
+        mid = conn.execute(text("SELECT id FROM messages WHERE sha256 = :s"), {"s": sha1}).scalar()
+        conn.execute(text("UPDATE message_chunks SET data = :d WHERE message_id = :m"),
+                     {"d": b"tampered", "m": mid})
+    engine.dispose()
+    r = run_cli("verify", config=cfg)
+    assert r.exit_code == 1
+    assert sha1 in r.stderr and "DAMAGED" in r.stderr
+    assert hashlib.sha256(wire2).hexdigest() not in r.stderr
+    r = run_cli("verify", "--json", config=cfg)
+    assert r.exit_code == 1 and [d["id"] for d in r.json()["damaged"]] == [sha1]
+
+
+def test_tampered_but_decompressible_chunk(tmp_path, db_url):
+    """A chunk replaced with other valid content is caught by the hash, not the decoder."""
+    import zstandard
+
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(f'[archive]\ndatabase = "{db_url}"\n')
+    eml = tmp_path / "m.eml"
+    eml.write_bytes(M1)
+    assert run_cli("import", str(eml), config=cfg).exit_code == 0
+    engine = create_archive_engine(db_url)
+    forged = zstandard.ZstdCompressor().compress(to_wire_form(M1).replace(b"Numbers", b"Numberz"))
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE message_chunks SET data = :d"), {"d": forged})
+    engine.dispose()
+    r = run_cli("verify", config=cfg)
+    assert r.exit_code == 1 and "hashes to" in r.stderr
+
+
+def test_audit_tampering_is_detected(tmp_path, db_url):
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(f'[archive]\ndatabase = "{db_url}"\n')
+    eml = tmp_path / "m.eml"
+    eml.write_bytes(M1)
+    run_cli("import", str(eml), config=cfg)
+    sha1 = hashlib.sha256(to_wire_form(M1)).hexdigest()
+    for _ in range(3):
+        assert run_cli("show", sha1, config=cfg).exit_code == 0
+    engine = create_archive_engine(db_url)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE audit_log SET actor = 'someone-else' WHERE id = "
+                          "(SELECT min_id FROM (SELECT min(id) AS min_id FROM audit_log) AS t)"))
+    engine.dispose()
+    r = run_cli("verify", "--json", config=cfg)
+    assert r.exit_code == 1
+    problems = r.json()["audit"]["problems"]
+    assert len(problems) == 1 and "changed" in problems[0]
+
+
+def test_config_error_exits_2_and_touches_nothing(tmp_path):
+    cfg = tmp_path / "config.toml"
+    cfg.write_text('[archive]\ndatabase = "sqlite:///a.db"\n[[accounts]]\nname = "x"\nport = 0\n')
+    r = run_cli("status", config=cfg)
+    assert r.exit_code == 2
+    assert "accounts[0].port: must be 1-65535, got 0" in r.stderr
+    assert "accounts[0].host: required key is missing" in r.stderr
+    assert not (tmp_path / "a.db").exists()
+    r = run_cli("status", "--json", config=cfg)
+    assert r.exit_code == 2 and "accounts[0].port" in r.json()["error"]
+
+
+def test_missing_config_and_schema(tmp_path):
+    r = run_cli("status", config=tmp_path / "nope.toml")
+    assert r.exit_code == 2 and "not found" in r.stderr and "archiver init" in r.stderr
+    cfg = tmp_path / "config.toml"
+    cfg.write_text('[archive]\ndatabase = "sqlite:///fresh.db"\n')
+    r = run_cli("status", config=cfg)
+    assert r.exit_code == 1 and "archiver init" in r.stderr
+
+
+def test_init_writes_sample_and_db_commands(tmp_path):
+    cfg = tmp_path / "sub" / "config.toml"
+    r = run_cli("init", "--json", config=cfg)
+    assert r.exit_code == 0, r
+    out = r.json()
+    assert out["config_created"] and out["revision"] == "0001" and out["revision_before"] is None
+    assert (tmp_path / "sub" / "archive.db").exists()  # relative to the config file
+    assert json.loads(run_cli("db", "current", "--json", config=cfg).stdout)["up_to_date"]
+    r = run_cli("db", "check", config=cfg)
+    assert r.exit_code == 0 and "no drift" in r.stdout
+    r = run_cli("init", config=cfg)
+    assert "kept existing" in r.stdout and "up to date" in r.stdout
+
+
+def test_show_bad_ids(tmp_path, db_url):
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(f'[archive]\ndatabase = "{db_url}"\n')
+    r = run_cli("show", "abc", config=cfg)
+    assert r.exit_code == 2 and "at least 8" in r.stderr
+    r = run_cli("show", "0123456789abcdef", config=cfg)
+    assert r.exit_code == 1 and "no message" in r.stderr
+
+
+def test_help_is_useful():
+    r = run_cli("--help")
+    assert r.exit_code == 0
+    for command in ("init", "import", "show", "status", "verify", "collect", "check", "db"):
+        assert command in r.stdout
+    for sub in (["import", "--help"], ["show", "--help"], ["db", "--help"], ["collect", "--help"]):
+        r = run_cli(*sub)
+        assert r.exit_code == 0 and len(r.stdout) > 200, sub
