@@ -86,13 +86,28 @@ def parse_message(raw) -> ParsedMessage:
     return result
 
 
+def _raw_all(headers: Message, name: str) -> list[str]:
+    """Header values as stored, raw 8-bit bytes kept as surrogates.
+
+    ``Message.get`` under compat32 turns such values into ``Header`` objects
+    whose text has lost the bytes; ``raw_items`` still has them.
+    """
+    name = name.lower()
+    return [v for k, v in headers.raw_items() if k.lower() == name]
+
+
+def _raw_get(headers: Message, name: str) -> str | None:
+    values = _raw_all(headers, name)
+    return values[0] if values else None
+
+
 def _parse_into(raw, result: ParsedMessage) -> None:
     headers, body_start = _read_headers(raw, 0, len(raw), result)
-    subject = headers.get("Subject")
+    subject = _raw_get(headers, "Subject")
     if subject is not None:
         result.subject = _clean_text(decode_header_value(subject))
     result.message_id = _message_id(headers, result)
-    result.date = _date(headers.get("Date"), result)
+    result.date = _date(_raw_get(headers, "Date"), result)
     for role, name in (
         ("from", "From"),
         ("sender", "Sender"),
@@ -102,10 +117,10 @@ def _parse_into(raw, result: ParsedMessage) -> None:
         ("bcc", "Bcc"),
         ("delivered-to", "Delivered-To"),
     ):
-        values = headers.get_all(name)
+        values = _raw_all(headers, name)
         if values:
             result.addresses.extend(_addresses(role, values))
-    from_value = headers.get("From")
+    from_value = _raw_get(headers, "From")
     if from_value is not None:
         result.from_display = _clean_text(decode_header_value(from_value))[:500] or None
 
@@ -147,8 +162,6 @@ def _read_headers(raw, start: int, end: int, result: ParsedMessage) -> tuple[Mes
         if window_end < end:
             result.defects.append("header block larger than 1 MiB; rest ignored")
             body_start = end
-        elif block and not block.endswith(b"\n"):
-            pass
     else:
         # A non-header line (or the last, unterminated header line).
         tail = rest.split(b"\n", 1)[0]
@@ -246,7 +259,7 @@ def _codec_name(charset: str | None) -> str | None:
 
 
 def _message_id(headers: Message, result: ParsedMessage) -> str | None:
-    values = headers.get_all("Message-ID") or []
+    values = _raw_all(headers, "Message-ID")
     if len(values) > 1:
         result.defects.append("duplicate Message-ID header")
     if not values:
@@ -327,10 +340,14 @@ class _Walker:
             self.walk(inner, body_start, end, depth + 1)
             return
         if ctype == "message/rfc822":
-            # An attached message: record it as an attachment and index its text too.
+            # An attached message is one attachment; its text is indexed too,
+            # but its own attachments belong to it, not to this message.
             self._record_attachment(headers, start, end)
             inner, body_start = _read_headers(self.raw, start, end, self.result)
-            self.walk(inner, body_start, end, depth + 1)
+            nested = _Walker(self.raw, ParsedMessage(), self.texts)
+            nested.parts, nested.text_chars = self.parts, self.text_chars
+            nested.walk(inner, body_start, end, depth + 1)
+            self.parts, self.text_chars = nested.parts, nested.text_chars
             return
         self._leaf(headers, start, end)
 
@@ -402,14 +419,12 @@ class _Walker:
         filename = _filename(headers)
         if filename is None and headers.get_content_type() == "message/rfc822":
             inner, _ = _read_headers(self.raw, start, end, ParsedMessage())
-            subject = _clean_text(decode_header_value(inner.get("Subject"))).strip()
+            subject = _clean_text(decode_header_value(_raw_get(inner, "Subject"))).strip()
             filename = (subject or "message") + ".eml"
         size = _decoded_size(self.raw, start, end, _cte(headers))
         self.result.attachments.append(
             AttachmentInfo(filename[:500] if filename else None, headers.get_content_type()[:255], size)
         )
-        if filename:
-            self.texts.append(filename)
 
     def _text(self, headers: Message, start: int, end: int, html: bool) -> None:
         if self.text_chars >= MAX_TEXT_CHARS:
