@@ -7,6 +7,7 @@ injected ``now``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -50,8 +51,13 @@ class PassPlan:
     listed: dict[int, str] = field(default_factory=dict)
     #: msgnums to RETR (new UIDLs, then UIDLs whose size changed), in server order
     fetch: list[int] = field(default_factory=list)
-    #: msgnums whose UIDL we know but whose LIST size differs from what we archived
+    #: msgnums to fetch again and let the content hash decide (the UIDL may have been
+    #: reused): a known UIDL whose LIST size differs from what we archived, or a UIDL
+    #: recorded as gone from the server that is listed again
     changed: set[int] = field(default_factory=set)
+    #: msgnums whose UIDL belongs to a purged message (tombstone) but that the listing
+    #: shows changed or back from the dead: never fetched (rule 5), not deleted this pass
+    tombstones_held: list[int] = field(default_factory=list)
     #: msgnums already archived that the policy says to DELE now
     delete_known: list[int] = field(default_factory=list)
     #: UIDLs we believed on the server that the listing no longer has
@@ -84,12 +90,17 @@ def plan_pass(
     max_messages: int,
     max_bytes: int,
     now: datetime,
+    returned: Mapping[str, KnownDelivery] | None = None,
 ) -> PassPlan:
     """Decide a pass from the UIDL and LIST replies and what the archive knows.
 
     ``known`` holds every UIDL of this account the archive believes is still on
-    the server (tombstones of purged messages included: rule 5).
+    the server (tombstones of purged messages included: rule 5). ``returned``
+    holds listed UIDLs the archive recorded as gone from the server: the
+    server may have reused them for other content, so they are fetched again
+    like a changed size (a tombstone's never is).
     """
+    returned = returned or {}
     plan = PassPlan()
     seen: set[str] = set()
     for msgnum, uidl in uidls:
@@ -107,12 +118,22 @@ def plan_pass(
         info = known.get(uidl)
         size = sizes.get(msgnum)
         if info is None:
-            new.append(msgnum)
-        elif (not info.tombstone and info.server_size is not None and size is not None
-              and size != info.server_size):
+            back = returned.get(uidl)
+            if back is None:
+                new.append(msgnum)
+            elif back.tombstone:
+                plan.tombstones_held.append(msgnum)
+            else:
+                plan.changed.add(msgnum)
+        elif info.server_size is not None and size is not None and size != info.server_size:
             # Same UIDL, other size: fetch again and let the content hash decide;
-            # never delete on the old evidence.
-            plan.changed.add(msgnum)
+            # never delete on the old evidence. A purged message is never fetched
+            # again (rule 5), and what now carries its UIDL may be other mail, so
+            # it is left alone.
+            if info.tombstone:
+                plan.tombstones_held.append(msgnum)
+            else:
+                plan.changed.add(msgnum)
         elif deletion_due(leave_on_server, delete_after, info.archived_at, now):
             plan.delete_known.append(msgnum)
     plan.new_count = len(new)

@@ -31,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from archiver.collect import policy
@@ -155,6 +155,11 @@ class Collector:
         except SQLAlchemyError as exc:
             report.status, report.error_kind = "error", "database"
             report.error = f"archive database error: {getattr(exc, 'orig', exc)}"
+        except BaseException as exc:
+            # A bug or an interrupt: the run record must not say "ok".
+            report.status, report.error_kind = "error", "internal"
+            report.error = f"the pass ended unexpectedly: {type(exc).__name__}: {exc}"
+            raise
         finally:
             if client is not None:
                 client.close()
@@ -186,12 +191,14 @@ class Collector:
             return
 
         known = self._known(account_id)
+        returned = self._returned(
+            account_id, [u for _, u in uidls if u not in known and policy.valid_uidl(u)])
         plan = policy.plan_pass(
             uidls, sizes, known,
             leave_on_server=account.leave_on_server, delete_after=account.delete_after,
             max_message_size=account.max_message_size,
             max_messages=account.max_messages_per_pass, max_bytes=account.max_bytes_per_pass,
-            now=now,
+            now=now, returned=returned,
         )
         report.listed = len(uidls)
         report.new = plan.new_count
@@ -207,7 +214,10 @@ class Collector:
 
         def flush() -> None:
             nonlocal batch, batch_bytes
-            for msgnum, result in self._store(batch, report):
+            # Taken out first: _store closes the spools even when it raises, and the
+            # final flush must not try the same (closed) batch again.
+            pending, batch, batch_bytes = batch, [], 0
+            for msgnum, result in self._store(pending, report):
                 if result is None:
                     continue
                 if result.outcome == ARCHIVED:
@@ -218,7 +228,6 @@ class Collector:
                 if not plan.migration and policy.deletion_due(
                         account.leave_on_server, account.delete_after, now, now):
                     deletable.append(msgnum)
-            batch, batch_bytes = [], 0
 
         requests = [(n, sizes.get(n)) for n in plan.fetch]
         retrieved = client.retr_many(requests, lambda _n: Spool(), max_size=account.max_message_size,
@@ -258,6 +267,7 @@ class Collector:
                 raise flush_error
 
         self._mark_vanished(account_id, plan.vanished, now)
+        self._mark_listed(account_id, [plan.listed[n] for n in plan.tombstones_held])
         if stop is not None and stop.is_set():
             deletable = []
         acked = client.dele_many(deletable) if deletable else []
@@ -377,16 +387,23 @@ class Collector:
         return out
 
     def _reappeared(self, results) -> None:
-        """A UIDL recorded as gone is back on the server: believe the listing again."""
-        uidls = [r.origin.uidl for r in results if r.origin.uidl is not None]
-        if not uidls:
+        """Deliveries fetched again with the content they already had (a changed LIST
+        size, or a UIDL recorded as gone that is back): believe the listing again --
+        the message is on the server, with the size LIST gives now -- so the next
+        pass neither fetches it again nor keeps it from its deletion."""
+        rows = [{"b_uidl": r.origin.uidl, "b_size": r.origin.server_size}
+                for r in results if r.origin.uidl is not None]
+        if not rows:
             return
         account_id = self.store.account_id(results[0].origin.account)
         d = Delivery.__table__
         with self.engine.begin() as conn:
-            for part in _chunks(uidls, IN_BATCH):
-                conn.execute(update(d).where(d.c.account_id == account_id, d.c.uidl.in_(part))
-                             .values(deleted_on_server_at=None))
+            conn.execute(
+                update(d).where(d.c.account_id == account_id, d.c.uidl == bindparam("b_uidl"))
+                .values(deleted_on_server_at=None,
+                        server_size=func.coalesce(bindparam("b_size"), d.c.server_size)),
+                rows,
+            )
 
     # -- what the archive knows -----------------------------------------------------
 
@@ -402,6 +419,35 @@ class Collector:
                 )
             ).all()
         return {u: policy.KnownDelivery(size, seen, bool(tomb)) for u, size, seen, tomb in rows}
+
+    def _returned(self, account_id: int, uidls: list[str]) -> dict[str, policy.KnownDelivery]:
+        """Of ``uidls`` (listed, not believed on the server), those the archive
+        recorded as gone from the server: a server may reuse a UIDL for other mail."""
+        if not uidls:
+            return {}
+        d = Delivery.__table__
+        out = {}
+        with self.engine.connect() as conn:
+            for part in _chunks(uidls, IN_BATCH):
+                for u, size, seen, tomb in conn.execute(
+                    select(d.c.uidl, d.c.server_size, d.c.first_seen_at, d.c.tombstone).where(
+                        d.c.account_id == account_id,
+                        d.c.uidl.in_(part),
+                        d.c.deleted_on_server_at.is_not(None),
+                    )
+                ):
+                    out[u] = policy.KnownDelivery(size, seen, bool(tomb))
+        return out
+
+    def _mark_listed(self, account_id: int, uidls: list[str]) -> None:
+        """UIDLs recorded as gone are listed again: they are on the server."""
+        if not uidls:
+            return
+        d = Delivery.__table__
+        with self.engine.begin() as conn:
+            for part in _chunks(uidls, IN_BATCH):
+                conn.execute(update(d).where(d.c.account_id == account_id, d.c.uidl.in_(part))
+                             .values(deleted_on_server_at=None))
 
     def _mark_deleted(self, account_id: int, uidls: list[str], when: datetime) -> None:
         self._set_gone(account_id, uidls, when)
@@ -442,8 +488,16 @@ class Collector:
                 f"max_message_size ({account.max_message_size} bytes); left on the server")
         if plan.changed:
             report.warnings.append(
-                f"{len(plan.changed)} known UIDL(s) now list a different size; fetching them again "
-                "(the content hash decides) and not deleting them on the old evidence")
+                f"{len(plan.changed)} known UIDL(s) now list a different size or are back on the "
+                "server after being gone; fetching them again (the content hash decides) and not "
+                "deleting them on the old evidence")
+        if plan.tombstones_held:
+            report.skipped += len(plan.tombstones_held)
+            report.warnings.append(
+                f"{len(plan.tombstones_held)} UIDL(s) of purged messages are listed with another "
+                "size or again after being gone; they are neither fetched again (a purged message "
+                "is never re-archived) nor deleted: "
+                + ", ".join(repr(plan.listed[n]) for n in plan.tombstones_held[:5]))
         if plan.migration:
             report.warnings.append(
                 f"most known UIDLs vanished ({len(plan.vanished)}) and {plan.new_count} unknown "
@@ -460,13 +514,21 @@ class Collector:
         r = CollectionRun.__table__
         now = self.clock()
         with self.engine.begin() as conn:
-            # A run still "running" from an earlier process died with it.
-            conn.execute(
-                update(r).where(r.c.account_id == account_id, r.c.status == "running",
-                                r.c.node == self.node)
-                .values(status="error", error_kind="interrupted", finished_at=now,
-                        error="the collecting process ended before the pass finished")
-            )
+            # A run still "running" from an earlier process died with it: one of this
+            # node, or of a process on this host that no longer exists (the default
+            # node is host:pid, so a restarted collector never has the dead one's node).
+            stale = [
+                run_id for run_id, node in conn.execute(
+                    select(r.c.id, r.c.node).where(r.c.account_id == account_id,
+                                                   r.c.status == "running"))
+                if node == self.node or _local_process_gone(node)
+            ]
+            if stale:
+                conn.execute(
+                    update(r).where(r.c.id.in_(stale))
+                    .values(status="error", error_kind="interrupted", finished_at=now,
+                            error="the collecting process ended before the pass finished")
+                )
             return conn.execute(
                 insert(r).values(account_id=account_id, started_at=now, status="running",
                                  node=self.node)
@@ -508,6 +570,21 @@ def expire_warnings(capabilities: dict[str, list[str]], account) -> list[str]:
         return [f"server advertises EXPIRE {days}: it deletes retrieved messages after {days} "
                 f"day(s), sooner than this account's policy ({keep})"]
     return []
+
+
+def _local_process_gone(node: str | None) -> bool:
+    """Whether ``node`` ("host:pid", the default node) names a process of this host
+    that no longer exists."""
+    host, _, pid = (node or "").rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # EPERM: it exists, under another user
+        return False
+    return False
 
 
 def _database_error(exc: BaseException) -> DatabaseError:
