@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 
 from sqlalchemy import Connection, Engine, insert, select, update
 
-from archiver.db.models import AuditEntry, AuditHead
+from archiver.db import schema
 
 GENESIS = "0" * 64
 
@@ -49,8 +49,8 @@ def append(conn: Connection, action: str, *, actor: str, target: str | None = No
            details: dict | None = None, client: str | None = None,
            at: datetime | None = None) -> str:
     """Append one entry inside the caller's transaction; returns its hash."""
-    head = AuditHead.__table__
-    log = AuditEntry.__table__
+    head = schema.audit_head
+    log = schema.audit_log
     # Lock first, read second: see the module docstring.
     conn.execute(update(head).where(head.c.id == 1).values(entries=head.c.entries + 1))
     prev = conn.execute(select(head.c.last_hash).where(head.c.id == 1)).scalar_one()
@@ -84,8 +84,8 @@ class ChainReport:
 
 def verify_chain(conn: Connection, batch: int = 1000) -> ChainReport:
     """Recompute every entry's hash and link; name the first entries that fail."""
-    log = AuditEntry.__table__
-    head = AuditHead.__table__
+    log = schema.audit_log
+    head = schema.audit_head
     problems: list[str] = []
     prev = GENESIS
     count = 0
@@ -114,7 +114,7 @@ def verify_chain(conn: Connection, batch: int = 1000) -> ChainReport:
 
 
 def _iter_entries(conn: Connection, batch: int) -> Iterator:
-    log = AuditEntry.__table__
+    log = schema.audit_log
     last = 0
     while True:
         rows = conn.execute(select(log).where(log.c.id > last).order_by(log.c.id).limit(batch)).all()

@@ -95,20 +95,20 @@ def run_demo(folder: Path, count: int, *, on_phase: Callable[[str], None] = lamb
             engine = create_archive_engine(config.archive.database)
             migrate.upgrade(engine)
             store = MessageStore(engine, compression=config.archive.compression)
-            collector = Collector(store)
             result = DemoResult(folder, config_path, description, len(messages))
-            on_phase("collecting")
-            result.passes.append(collector.collect(config.accounts[0], progress=progress))
-            on_phase("collecting again (nothing should be new)")
-            result.passes.append(collector.collect(config.accounts[0]))
+            with Collector(store) as collector:
+                on_phase("collecting")
+                result.passes.append(collector.collect(config.accounts[0], progress=progress))
+                on_phase("collecting again (nothing should be new)")
+                result.passes.append(collector.collect(config.accounts[0]))
     from sqlalchemy import select
 
-    from archiver.db.models import Message
+    from archiver.db.schema import messages
 
     with engine.connect() as conn:
         result.sample_id = conn.execute(
-            select(Message.sha256).where(Message.has_attachments.is_(True))
-            .order_by(Message.sort_date.desc()).limit(1)
+            select(messages.c.sha256).where(messages.c.has_attachments.is_(True))
+            .order_by(messages.c.sort_date.desc()).limit(1)
         ).scalar()
     engine.dispose()
     return result

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import Engine, func, select
 
-from archiver.db.models import Account, CollectionRun, Delivery, Message
+from archiver.db import schema
 
 
 def archive_status(engine: Engine, configured: list[str] | tuple[str, ...] = ()) -> dict:
@@ -14,10 +14,10 @@ def archive_status(engine: Engine, configured: list[str] | tuple[str, ...] = ())
     the archive knows (import-only accounts, accounts since removed from the
     config). ``next_run`` is known only to a running scheduler; null here.
     """
-    m = Message.__table__
-    d = Delivery.__table__
-    acc = Account.__table__
-    r = CollectionRun.__table__
+    m = schema.messages
+    d = schema.deliveries
+    acc = schema.accounts
+    r = schema.collection_runs
     with engine.connect() as conn:
         n, total = conn.execute(select(func.count(m.c.id), func.coalesce(func.sum(m.c.size), 0))).one()
         per_account = dict(

@@ -17,12 +17,17 @@ def collect_accounts(store: MessageStore, accounts: list, max_concurrent: int = 
                      progress: PassProgress | None = None, collector: Collector | None = None,
                      ) -> list[PassReport]:
     """One pass per account, at most ``max_concurrent`` at once; reports in input order."""
+    own = collector is None
     collector = collector or Collector(store)
-    if len(accounts) <= 1 or max_concurrent <= 1:
-        return [collector.collect(a, progress=progress) for a in accounts]
-    with ThreadPoolExecutor(max_workers=min(max_concurrent, len(accounts)),
-                            thread_name_prefix="collect") as pool:
-        return list(pool.map(lambda a: collector.collect(a, progress=progress), accounts))
+    try:
+        if len(accounts) <= 1 or max_concurrent <= 1:
+            return [collector.collect(a, progress=progress) for a in accounts]
+        with ThreadPoolExecutor(max_workers=min(max_concurrent, len(accounts)),
+                                thread_name_prefix="collect") as pool:
+            return list(pool.map(lambda a: collector.collect(a, progress=progress), accounts))
+    finally:
+        if own:
+            collector.close()
 
 
 def check_account(account) -> dict:

@@ -36,16 +36,17 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from archiver.collect import policy
 from archiver.collect.pop3 import POP3Client
-from archiver.db.models import CollectionRun, Delivery
+from archiver.collect.writer import BatchWriter
+from archiver.db import schema
 from archiver.errors import (
     CollectError,
     DatabaseError,
-    ProtocolError,
     StoreError,
     UIDLUnsupported,
 )
+from archiver.store.parsepool import ParsePool
 from archiver.store.spool import Spool
-from archiver.store.store import ARCHIVED, DUPLICATE, KNOWN, MessageStore, Origin, utcnow
+from archiver.store.store import ARCHIVED, KNOWN, MessageStore, Origin
 
 log = logging.getLogger("archiver.collect")
 
@@ -54,6 +55,8 @@ BATCH_MESSAGES = 200
 BATCH_BYTES = 32 * 1024 * 1024
 #: Outstanding pipelined RETR commands.
 RETR_WINDOW = 32
+#: Passes fetching fewer messages parse in-process (starting workers costs more).
+PARSE_POOL_MIN_MESSAGES = 200
 IN_BATCH = 500
 
 
@@ -78,6 +81,17 @@ class PassReport:
     #: new messages left for the next pass by the per-pass limits
     deferred: int = 0
     warnings: list[str] = field(default_factory=list)
+    # Filled on two threads (network loop, writer) and folded into skipped and
+    # warnings when the pass ends; list.append is atomic, += on an int is not.
+    retr_failures: list[str] = field(default_factory=list, repr=False)
+    store_failures: list[str] = field(default_factory=list, repr=False)
+
+    def settle(self) -> None:
+        """Fold per-message failures into ``skipped`` and ``warnings`` (once, at the end)."""
+        for failures in (self.retr_failures, self.store_failures):
+            self.skipped += len(failures)
+            self.warnings.extend(failures)
+            failures.clear()
 
     def to_json(self) -> dict:
         return {
@@ -107,23 +121,39 @@ class PassProgress:
 class Collector:
     """Runs collection passes into one archive.
 
-    ``clock`` gives the current UTC time (tests inject it to cross
-    ``delete_after`` boundaries); ``client_factory`` builds the POP3 client.
+    ``clock`` gives the current UTC time (default: the store's, so deliveries
+    and deletion decisions agree; tests inject one to cross ``delete_after``
+    boundaries); ``client_factory`` builds the POP3 client.
     """
 
     def __init__(
         self,
         store: MessageStore,
         *,
-        clock: Callable[[], datetime] = utcnow,
+        clock: Callable[[], datetime] | None = None,
         client_factory: Callable[..., POP3Client] = POP3Client,
         node: str | None = None,
+        parse_workers: int | None = None,
     ) -> None:
         self.store = store
         self.engine = store.engine
-        self.clock = clock
+        self.clock = clock or store.clock
         self.client_factory = client_factory
         self.node = node or f"{socket.gethostname()}:{os.getpid()}"
+        # Parsing in worker processes pays off only for passes with real work;
+        # the pool's processes start on the first message submitted.
+        self.parse_pool = ParsePool(parse_workers) if parse_workers != 0 else None
+
+    def close(self) -> None:
+        """Stop the parse workers (the collector can still run passes afterwards)."""
+        if self.parse_pool is not None:
+            self.parse_pool.close()
+
+    def __enter__(self) -> Collector:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     # -- the pass ---------------------------------------------------------------
 
@@ -134,8 +164,15 @@ class Collector:
         progress = progress or PassProgress()
         report = PassReport(account.name)
         started = time.monotonic()
-        account_id = self.store.account_id(account.name)
-        run_id = self._start_run(account_id)
+        try:
+            account_id = self.store.account_id(account.name)
+            run_id = self._start_run(account_id)
+        except (SQLAlchemyError, StoreError) as exc:
+            report.status, report.error_kind = "error", "database"
+            report.error = f"cannot record the pass in the archive: {_short_db_error(exc)}"
+            report.duration_s = time.monotonic() - started
+            log.error("%s: %s", account.name, report.error)
+            return report
         client = None
         try:
             client = self.client_factory(
@@ -163,6 +200,7 @@ class Collector:
         finally:
             if client is not None:
                 client.close()
+            report.settle()
             report.duration_s = time.monotonic() - started
             for warning in report.warnings:
                 log.warning("%s: %s", account.name, warning)
@@ -209,62 +247,20 @@ class Collector:
         fetch_bytes = sum(sizes.get(n, 0) for n in plan.fetch)
         progress.planned(account.name, len(plan.fetch), fetch_bytes)
 
-        batch: list[tuple[int, Spool, Origin]] = []
-        batch_bytes = 0
+        def committed(msgnum: int, _result) -> None:
+            # Committed: from here on the message may be deleted on the server.
+            if not plan.migration and policy.deletion_due(
+                    account.leave_on_server, account.delete_after, now, now):
+                deletable.append(msgnum)
 
-        def flush() -> None:
-            nonlocal batch, batch_bytes
-            # Taken out first: _store closes the spools even when it raises, and the
-            # final flush must not try the same (closed) batch again.
-            pending, batch, batch_bytes = batch, [], 0
-            for msgnum, result in self._store(pending, report):
-                if result is None:
-                    continue
-                if result.outcome == ARCHIVED:
-                    report.archived += 1
-                elif result.outcome in (DUPLICATE, KNOWN):
-                    report.duplicates += 1
-                # Committed: from here on the message may be deleted on the server.
-                if not plan.migration and policy.deletion_due(
-                        account.leave_on_server, account.delete_after, now, now):
-                    deletable.append(msgnum)
-
-        requests = [(n, sizes.get(n)) for n in plan.fetch]
-        retrieved = client.retr_many(requests, lambda _n: Spool(), max_size=account.max_message_size,
-                                     window=RETR_WINDOW)
-        try:
-            for res in retrieved:
-                if res.error is not None:
-                    res.sink.close()
-                    report.skipped += 1
-                    report.warnings.append(
-                        f"message {res.msgnum} (UIDL {plan.listed[res.msgnum]}) left on the "
-                        f"server: {res.error}")
-                    continue
-                spool = res.sink.finish()
-                report.bytes += spool.size
-                progress.fetched(account.name, spool.size)
-                uidl = plan.listed[res.msgnum]
-                batch.append((res.msgnum, spool, Origin(
-                    account.name, uidl=uidl, server_size=sizes.get(res.msgnum), source="pop3",
-                    supersede=res.msgnum in plan.changed)))
-                batch_bytes += spool.size
-                if len(batch) >= BATCH_MESSAGES or batch_bytes >= BATCH_BYTES:
-                    flush()
-                if stop is not None and stop.is_set():
-                    report.warnings.append("stopped on request; the rest is collected next pass")
-                    break
-        finally:
-            retrieved.close()
-            flush_error = None
-            try:
-                flush()
-            except BaseException as exc:  # keep the first error, but never skip cleanup
-                flush_error = exc
-            for _, spool, _ in batch:
-                spool.close()
-            if flush_error is not None:
-                raise flush_error
+        self._fetch(
+            client, account, report, progress, stop,
+            [(n, sizes.get(n)) for n in plan.fetch],
+            lambda n: Origin(account.name, uidl=plan.listed[n], server_size=sizes.get(n),
+                             source="pop3", supersede=n in plan.changed),
+            committed,
+            describe=lambda n: f"message {n} (UIDL {plan.listed[n]})",
+        )
 
         self._mark_vanished(account_id, plan.vanished, now)
         self._mark_listed(account_id, [plan.listed[n] for n in plan.tombstones_held])
@@ -305,54 +301,85 @@ class Collector:
         report.new = len(fetch)
         progress.planned(account.name, len(fetch), sum(sizes[n] for n in fetch))
         deletable: list[int] = []
-        batch: list[tuple[int, Spool, Origin]] = []
-        retrieved = client.retr_many([(n, sizes[n]) for n in fetch], lambda _n: Spool(),
-                                     max_size=account.max_message_size, window=RETR_WINDOW)
-        try:
-            for res in retrieved:
-                if res.error is not None:
-                    res.sink.close()
-                    report.skipped += 1
-                    report.warnings.append(f"message {res.msgnum} left on the server: {res.error}")
-                    continue
-                spool = res.sink.finish()
-                report.bytes += spool.size
-                progress.fetched(account.name, spool.size)
-                batch.append((res.msgnum, spool, Origin(account.name, server_size=sizes[res.msgnum],
-                                                        source="pop3 (server has no UIDL)")))
-                if len(batch) >= BATCH_MESSAGES or stop is not None and stop.is_set():
-                    deletable += self._store_counting(batch, report)
-                    batch = []
-                if stop is not None and stop.is_set():
-                    break
-        finally:
-            retrieved.close()
-            try:
-                deletable += self._store_counting(batch, report)
-            finally:
-                for _, spool, _ in batch:
-                    spool.close()
+        stored: dict[int, str] = {}
+
+        def committed(msgnum: int, result) -> None:
+            deletable.append(msgnum)
+            stored[msgnum] = result.sha256
+
+        self._fetch(
+            client, account, report, progress, stop, [(n, sizes[n]) for n in fetch],
+            lambda n: Origin(account.name, server_size=sizes[n], source="pop3 (server has no UIDL)"),
+            committed, describe=lambda n: f"message {n}",
+        )
         if stop is not None and stop.is_set():
             deletable = []
         acked = client.dele_many(deletable) if deletable else []
         client.quit()
         report.deleted_on_server = len(acked)
+        self._mark_deleted_by_content(account, [stored[n] for n in acked], self.clock())
 
-    def _store_counting(self, batch, report: PassReport) -> list[int]:
-        committed = []
-        for msgnum, result in self._store(batch, report):
+    def _fetch(self, client: POP3Client, account, report: PassReport, progress: PassProgress,
+               stop: threading.Event | None, requests: list[tuple[int, int | None]],
+               origin_of: Callable[[int], Origin], on_committed: Callable[[int, object], None],
+               describe: Callable[[int], str]) -> None:
+        """RETR ``requests`` (pipelined) and commit them in batches on the writer thread.
+
+        ``on_committed(msgnum, result)`` runs (on the writer thread) for every
+        message whose content and delivery are durably committed — the only
+        ones that may be deleted on the server. A message that could not be
+        fetched or stored stays on the server and is reported.
+        """
+        def stored(msgnum: int, result) -> None:
             if result is None:
-                continue
+                return
             if result.outcome == ARCHIVED:
                 report.archived += 1
             else:
                 report.duplicates += 1
-            committed.append(msgnum)
-        return committed
+            on_committed(msgnum, result)
+
+        pool = self.parse_pool if len(requests) >= PARSE_POOL_MIN_MESSAGES else None
+        tickets: dict[str, object] = {}  # sha256 -> ParseTicket, filled here, used by the writer
+
+        def store(batch):
+            parsed = {s.sha256: tickets.pop(s.sha256, None) for _, s, _ in batch} if pool else None
+            return self._store(batch, report, parsed)
+
+        writer = BatchWriter(store, stored, batch_messages=BATCH_MESSAGES,
+                             batch_bytes=BATCH_BYTES,
+                             before_submit=pool.flush if pool is not None else None)
+        retrieved = client.retr_many(requests, lambda _n: Spool(),
+                                     max_size=account.max_message_size, window=RETR_WINDOW)
+        try:
+            for res in retrieved:
+                if res.error is not None:
+                    res.sink.close()
+                    report.retr_failures.append(f"{describe(res.msgnum)} left on the server: "
+                                                f"{res.error}")
+                    continue
+                spool = res.sink.finish()
+                report.bytes += spool.size
+                progress.fetched(account.name, spool.size)
+                if pool is not None:
+                    tickets[spool.sha256] = pool.submit(spool)
+                writer.add(res.msgnum, spool, origin_of(res.msgnum))
+                if stop is not None and stop.is_set():
+                    report.warnings.append("stopped on request; the rest is collected next pass")
+                    break
+        except BaseException:
+            # Whatever broke (the connection, the database), commit what was
+            # fully received; the original error is what the pass reports.
+            _quietly(retrieved.close)
+            _quietly(writer.close)
+            raise
+        retrieved.close()
+        writer.close()
 
     # -- storing ------------------------------------------------------------------
 
-    def _store(self, batch: list[tuple[int, Spool, Origin]], report: PassReport):
+    def _store(self, batch: list[tuple[int, Spool, Origin]], report: PassReport,
+               parsed: dict | None = None):
         """Commit a batch; yields (msgnum, StoreResult | None). None: not stored, stays on server.
 
         If the batch fails as a whole, each message is tried alone so one
@@ -362,29 +389,35 @@ class Collector:
         if not batch:
             return []
         try:
-            results = self.store.store_batch([(s, o) for _, s, o in batch])
+            results = self.store.store_batch([(s, o) for _, s, o in batch], parsed=parsed)
             out = [(n, r) for (n, _, _), r in zip(batch, results, strict=True)]
         except (SQLAlchemyError, StoreError) as exc:
-            if len(batch) == 1:
-                raise _database_error(exc) from exc
-            out, failures = [], 0
+            out = []
             for msgnum, spool, origin in batch:
                 try:
-                    out.append((msgnum, self.store.store_batch([(spool, origin)])[0]))
+                    out.append((msgnum, self.store.store_batch([(spool, origin)],
+                                                                parsed=parsed)[0]))
                 except (SQLAlchemyError, StoreError) as one:
-                    failures += 1
+                    if not self._database_healthy():
+                        raise _database_error(one) from exc
+                    # The database works but refuses this one message.
                     out.append((msgnum, None))
-                    report.skipped += 1
-                    report.warnings.append(
+                    report.store_failures.append(
                         f"message {msgnum} (UIDL {origin.uidl}) could not be stored and stays on "
                         f"the server: {_short_db_error(one)}")
-            if failures == len(batch):
-                raise _database_error(exc) from exc
         finally:
             for _, spool, _ in batch:
                 spool.close()
         self._reappeared([r for _, r in out if r is not None and r.outcome == KNOWN])
         return out
+
+    def _database_healthy(self) -> bool:
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(select(1))
+            return True
+        except SQLAlchemyError:
+            return False
 
     def _reappeared(self, results) -> None:
         """Deliveries fetched again with the content they already had (a changed LIST
@@ -396,7 +429,7 @@ class Collector:
         if not rows:
             return
         account_id = self.store.account_id(results[0].origin.account)
-        d = Delivery.__table__
+        d = schema.deliveries
         with self.engine.begin() as conn:
             conn.execute(
                 update(d).where(d.c.account_id == account_id, d.c.uidl == bindparam("b_uidl"))
@@ -409,7 +442,7 @@ class Collector:
 
     def _known(self, account_id: int) -> dict[str, policy.KnownDelivery]:
         """Every UIDL of the account believed still on the server, in one query."""
-        d = Delivery.__table__
+        d = schema.deliveries
         with self.engine.connect() as conn:
             rows = conn.execute(
                 select(d.c.uidl, d.c.server_size, d.c.first_seen_at, d.c.tombstone).where(
@@ -425,7 +458,7 @@ class Collector:
         recorded as gone from the server: a server may reuse a UIDL for other mail."""
         if not uidls:
             return {}
-        d = Delivery.__table__
+        d = schema.deliveries
         out = {}
         with self.engine.connect() as conn:
             for part in _chunks(uidls, IN_BATCH):
@@ -443,11 +476,29 @@ class Collector:
         """UIDLs recorded as gone are listed again: they are on the server."""
         if not uidls:
             return
-        d = Delivery.__table__
+        d = schema.deliveries
         with self.engine.begin() as conn:
             for part in _chunks(uidls, IN_BATCH):
                 conn.execute(update(d).where(d.c.account_id == account_id, d.c.uidl.in_(part))
                              .values(deleted_on_server_at=None))
+
+    def _mark_deleted_by_content(self, account, shas: list[str], when: datetime) -> None:
+        """No-UIDL passes: record deletions on the account's UIDL-less POP3 deliveries."""
+        if not shas:
+            return
+        d = schema.deliveries
+        m = schema.messages
+        account_id = self.store.account_id(account.name)
+        with self.engine.begin() as conn:
+            for part in _chunks(shas, IN_BATCH):
+                ids = select(m.c.id).where(m.c.sha256.in_(part)).scalar_subquery()
+                conn.execute(
+                    update(d)
+                    .where(d.c.account_id == account_id, d.c.uidl.is_(None),
+                           d.c.message_id.in_(ids), d.c.deleted_on_server_at.is_(None),
+                           d.c.source.like("pop3%"))
+                    .values(deleted_on_server_at=when)
+                )
 
     def _mark_deleted(self, account_id: int, uidls: list[str], when: datetime) -> None:
         self._set_gone(account_id, uidls, when)
@@ -459,7 +510,7 @@ class Collector:
     def _set_gone(self, account_id: int, uidls: list[str], when: datetime) -> None:
         if not uidls:
             return
-        d = Delivery.__table__
+        d = schema.deliveries
         with self.engine.begin() as conn:
             for part in _chunks(uidls, IN_BATCH):
                 conn.execute(
@@ -511,7 +562,7 @@ class Collector:
     # -- run records --------------------------------------------------------------
 
     def _start_run(self, account_id: int) -> int:
-        r = CollectionRun.__table__
+        r = schema.collection_runs
         now = self.clock()
         with self.engine.begin() as conn:
             # A run still "running" from an earlier process died with it: one of this
@@ -535,7 +586,7 @@ class Collector:
             ).inserted_primary_key[0]
 
     def _finish_run(self, run_id: int, report: PassReport) -> None:
-        r = CollectionRun.__table__
+        r = schema.collection_runs
         try:
             with self.engine.begin() as conn:
                 conn.execute(
@@ -587,6 +638,14 @@ def _local_process_gone(node: str | None) -> bool:
     return False
 
 
+def _quietly(close: Callable[[], None]) -> None:
+    """Run a cleanup step while another error is on its way out; log what it raises."""
+    try:
+        close()
+    except BaseException as exc:  # the error already propagating is the one to report
+        log.error("while cleaning up after an error: %s", exc)
+
+
 def _database_error(exc: BaseException) -> DatabaseError:
     if isinstance(exc, DatabaseError):
         return exc
@@ -604,4 +663,4 @@ def _chunks(seq: list, n: int):
         yield seq[i : i + n]
 
 
-__all__ = ["Collector", "PassReport", "PassProgress", "expire_warnings", "ProtocolError"]
+__all__ = ["Collector", "PassReport", "PassProgress", "expire_warnings"]

@@ -12,7 +12,6 @@ from contextlib import contextmanager
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError, ProgrammingError
-from sqlalchemy.orm import Session
 
 from archiver.errors import DatabaseError
 
@@ -70,8 +69,10 @@ def _sqlite_on_connect(dbapi_connection, _record) -> None:
 
 
 @contextmanager
-def session_scope(engine: Engine) -> Iterator[Session]:
-    """One unit of work: commit on success, roll back on error, always close."""
+def session_scope(engine: Engine) -> Iterator:
+    """One ORM unit of work: commit on success, roll back on error, always close."""
+    from sqlalchemy.orm import Session
+
     session = Session(engine, expire_on_commit=False)
     try:
         yield session

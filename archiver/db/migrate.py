@@ -83,11 +83,11 @@ def check(engine: Engine) -> DriftReport:
     from alembic.migration import MigrationContext
 
     from archiver.db.engine import current_revision
-    from archiver.db.models import Base
+    from archiver.db.schema import metadata
 
     with engine.connect() as conn:
         ctx = MigrationContext.configure(conn, opts={"compare_type": True})
-        diffs = compare_metadata(ctx, Base.metadata)
+        diffs = compare_metadata(ctx, metadata)
     return DriftReport(current_revision(engine), head_revision(), [_describe(d) for d in diffs])
 
 

@@ -1,18 +1,15 @@
 """Column types shared by the models, portable across SQLite, PostgreSQL and MariaDB/MySQL.
 
-Each alias is one decision made once: how a datetime is stored, how large a
-blob may be, which strings compare byte-for-byte. Models use the ``Annotated``
-aliases at the bottom so every table follows the same rules.
+Each type is one decision made once: how a datetime is stored, how large a
+blob may be, which strings compare byte-for-byte. Every table in
+:mod:`archiver.db.schema` uses them, so all follow the same rules.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Annotated
-
 from sqlalchemy import BigInteger, DateTime, Integer, LargeBinary, String, Text
 from sqlalchemy.dialects import mysql
-from sqlalchemy.orm import mapped_column
 from sqlalchemy.types import TypeDecorator
 
 
@@ -53,7 +50,7 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(timezone.utc)
 
 
-def _ascii_bin(length: int) -> String:
+def ascii_bin(length: int) -> String:
     """A string compared byte-for-byte everywhere.
 
     MySQL's default collations fold case, which would make the UIDLs
@@ -64,7 +61,7 @@ def _ascii_bin(length: int) -> String:
     )
 
 
-def _utf8_bin(length: int) -> String:
+def utf8_bin(length: int) -> String:
     return String(length).with_variant(
         mysql.VARCHAR(length, charset="utf8mb4", collation="utf8mb4_bin"), "mysql", "mariadb"
     )
@@ -79,22 +76,4 @@ Blob = LargeBinary().with_variant(mysql.LONGBLOB(), "mysql", "mariadb")
 #: SQLite only auto-increments an ``INTEGER PRIMARY KEY``.
 BigID = BigInteger().with_variant(Integer(), "sqlite")
 
-IntPK = Annotated[int, mapped_column(BigID, primary_key=True, autoincrement=True)]
-UTC = Annotated[datetime, mapped_column(UTCDateTime())]
-Sha256Hex = Annotated[str, mapped_column(_ascii_bin(64))]
-Uidl = Annotated[str, mapped_column(_ascii_bin(70))]
-Name = Annotated[str, mapped_column(_utf8_bin(64))]
-Count = Annotated[int, mapped_column(BigInteger(), default=0)]
-
-__all__ = [
-    "UTCDateTime",
-    "LongText",
-    "Blob",
-    "BigID",
-    "IntPK",
-    "UTC",
-    "Sha256Hex",
-    "Uidl",
-    "Name",
-    "Count",
-]
+__all__ = ["UTCDateTime", "LongText", "Blob", "BigID", "ascii_bin", "utf8_bin"]

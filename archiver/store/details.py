@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from sqlalchemy import Connection, select
 
-from archiver.db.models import Account, Attachment, Delivery, Message, MessageAddress, MessageText
+from archiver.db import schema
 from archiver.store.store import StoredMessage
 
 
 def message_details(conn: Connection, msg: StoredMessage) -> dict:
     """Everything ``show`` prints about a message (the JSON form of ``show --json``)."""
-    m = Message.__table__
+    m = schema.messages
     row = conn.execute(select(m).where(m.c.id == msg.pk)).one()
-    a = MessageAddress.__table__
+    a = schema.message_addresses
     addresses = conn.execute(
         select(a.c.role, a.c.address, a.c.display_name)
         .where(a.c.message_id == msg.pk)
@@ -22,8 +22,8 @@ def message_details(conn: Connection, msg: StoredMessage) -> dict:
     def by_role(*roles: str) -> list[str]:
         return [_fmt_address(addr, name) for role, addr, name in addresses if role in roles]
 
-    d = Delivery.__table__
-    acc = Account.__table__
+    d = schema.deliveries
+    acc = schema.accounts
     deliveries = conn.execute(
         select(acc.c.name, d.c.uidl, d.c.source, d.c.folder, d.c.first_seen_at,
                d.c.deleted_on_server_at)
@@ -31,13 +31,13 @@ def message_details(conn: Connection, msg: StoredMessage) -> dict:
         .where(d.c.message_id == msg.pk)
         .order_by(d.c.first_seen_at, d.c.id)
     ).all()
-    att = Attachment.__table__
+    att = schema.attachments
     attachments = conn.execute(
         select(att.c.filename, att.c.content_type, att.c.size)
         .where(att.c.message_id == msg.pk)
         .order_by(att.c.position)
     ).all()
-    t = MessageText.__table__
+    t = schema.message_texts
     text = conn.execute(select(t.c.body).where(t.c.message_id == msg.pk)).scalar() or ""
     return {
         "id": row.sha256,

@@ -18,22 +18,14 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from sqlalchemy import Connection, Engine, and_, func, insert, select, tuple_
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
-from archiver.db.models import (
-    Account,
-    Attachment,
-    Delivery,
-    Message,
-    MessageAddress,
-    MessageChunk,
-    MessageText,
-)
+from archiver.db import schema
 from archiver.errors import AmbiguousId, CorruptContent, MessageNotFound, StoreError, UsageError
 from archiver.store.parse import ParsedMessage, parse_message
 from archiver.store.spool import Spool
@@ -138,7 +130,7 @@ class MessageStore:
         cached = self._account_ids.get(name)
         if cached is not None:
             return cached
-        table = Account.__table__
+        table = schema.accounts
         for _ in range(3):
             with self.engine.begin() as conn:
                 found = conn.execute(select(table.c.id).where(table.c.name == name)).scalar()
@@ -160,19 +152,30 @@ class MessageStore:
         """Store one message and its delivery (see :meth:`store_batch`)."""
         return self.store_batch([(spool, origin)])[0]
 
-    def store_batch(self, items: Sequence[tuple[Spool, Origin]]) -> list[StoreResult]:
+    def store_batch(self, items: Sequence[tuple[Spool, Origin]], *,
+                    parsed: Mapping[str, object] | None = None) -> list[StoreResult]:
         """Store messages and their deliveries in ONE transaction; results in input order.
 
         When this returns, everything is committed durably. On error nothing
-        of the batch is stored. The spools are not closed.
+        of the batch is stored. The spools are not closed. ``parsed`` may map
+        a SHA-256 to its ParsedMessage, or to a ticket whose ``result()``
+        gives it (see :mod:`archiver.store.parsepool`); others are parsed here.
         """
         if not items:
             return []
         for spool, _ in items:
             spool.finish()
         account_ids = {o.account: self.account_id(o.account) for _, o in items}
+        # Parse and compress new content before the write transaction opens:
+        # it is the slow part, and no lock should wait on it.
+        m = schema.messages
+        with self.engine.connect() as conn:
+            existing = _select_map(conn, m.c.sha256, m.c.id, {s.sha256 for s, _ in items})
         prepared: dict[str, _Prepared] = {}
-        last_error: IntegrityError | None = None
+        for spool, _ in items:
+            if spool.sha256 not in existing and spool.sha256 not in prepared:
+                prepared[spool.sha256] = self._prepare(spool, (parsed or {}).get(spool.sha256))
+        last_error: Exception | None = None
         for _attempt in range(5):
             try:
                 with self.engine.begin() as conn:
@@ -182,11 +185,16 @@ class MessageStore:
                 # our reads and our inserts; everything rolled back, so read
                 # again and redo the batch.
                 last_error = exc
-        raise StoreError(f"could not store a batch after repeated conflicts: {last_error.orig}")
+            except OperationalError as exc:
+                if not _is_deadlock(exc):
+                    raise
+                last_error = exc  # the database chose us as a deadlock victim: redo
+        raise StoreError(f"could not store a batch after repeated conflicts: "
+                         f"{getattr(last_error, 'orig', last_error)}")
 
     def _store_batch(self, conn, items, account_ids, prepared) -> list[StoreResult]:
-        m = Message.__table__
-        d = Delivery.__table__
+        m = schema.messages
+        d = schema.deliveries
         now = self.clock()
 
         # 1. Which POP3 deliveries are already recorded? (account, UIDL) -> message pk
@@ -212,7 +220,7 @@ class MessageStore:
         existing = _select_map(conn, m.c.sha256, m.c.id, shas)
         new_shas = [sha for sha in shas if sha not in existing]
         by_sha = {spool.sha256: spool for spool, _ in wanted}
-        for sha in new_shas:  # parsed and compressed once, kept across retries
+        for sha in new_shas:  # normally prepared already; not if purged meanwhile
             if sha not in prepared:
                 prepared[sha] = self._prepare(by_sha[sha])
         if new_shas:
@@ -285,8 +293,11 @@ class MessageStore:
             conn.execute(insert(d), rows)
         return results
 
-    def _prepare(self, spool: Spool) -> _Prepared:
-        parsed = parse_message(spool.view())
+    def _prepare(self, spool: Spool, parsed=None) -> _Prepared:
+        if parsed is None:
+            parsed = parse_message(spool.view())
+        elif not isinstance(parsed, ParsedMessage):
+            parsed = parsed.result()
         chunks = None
         if spool.size <= PRECOMPRESS_LIMIT:
             chunks = [self._encode(block) for block in spool.iter_blocks(self.chunk_size)]
@@ -313,7 +324,7 @@ class MessageStore:
         }
 
     def _insert_content(self, conn: Connection, new: list[tuple[int, _Prepared]]) -> None:
-        c = MessageChunk.__table__
+        c = schema.message_chunks
         chunk_rows, pending = [], 0
         for pk, p in new:
             if p.chunks is None:
@@ -344,22 +355,22 @@ class MessageStore:
                     {"message_id": pk, "position": pos, "filename": a.filename,
                      "content_type": a.content_type, "size": a.size}
                 )
-        conn.execute(insert(MessageText.__table__), texts)
+        conn.execute(insert(schema.message_texts), texts)
         if addresses:
-            conn.execute(insert(MessageAddress.__table__), addresses)
+            conn.execute(insert(schema.message_addresses), addresses)
         if attachments:
-            conn.execute(insert(Attachment.__table__), attachments)
+            conn.execute(insert(schema.attachments), attachments)
 
     def _stream_chunks(self, conn: Connection, pk: int, p: _Prepared) -> None:
         """Insert a big message's chunks one at a time (bounded memory)."""
-        c = MessageChunk.__table__
+        c = schema.message_chunks
         stored = 0
         for seq, block in enumerate(p.spool.iter_blocks(self.chunk_size)):
             data = self._encode(block)
             stored += len(data)
             conn.execute(insert(c).values(message_id=pk, seq=seq, data=data))
         conn.execute(
-            Message.__table__.update().where(Message.__table__.c.id == pk).values(stored_size=stored)
+            schema.messages.update().where(schema.messages.c.id == pk).values(stored_size=stored)
         )
 
     def _encode(self, block: bytes) -> bytes:
@@ -388,7 +399,7 @@ class MessageStore:
                 f"invalid message id {ident!r}: give the SHA-256 in hex, or a unique "
                 f"prefix of at least {MIN_PREFIX} hex digits"
             )
-        m = Message.__table__
+        m = schema.messages
         cols = (m.c.id, m.c.sha256, m.c.size, m.c.compression, m.c.chunk_count)
         if len(prefix) == 64:
             rows = conn.execute(select(*cols).where(m.c.sha256 == prefix)).all()
@@ -407,7 +418,7 @@ class MessageStore:
 
     def iter_content(self, conn: Connection, msg: StoredMessage) -> Iterator[bytes]:
         """The raw bytes of ``msg``, chunk by chunk. Raises CorruptContent on damage."""
-        c = MessageChunk.__table__
+        c = schema.message_chunks
         seqs = conn.execute(
             select(c.c.seq).where(c.c.message_id == msg.pk).order_by(c.c.seq)
         ).scalars().all()
@@ -456,7 +467,7 @@ class MessageStore:
 
     def iter_messages(self, conn: Connection, batch: int = 500) -> Iterator[StoredMessage]:
         """Every stored message, in id order, fetched in pages (keyset pagination)."""
-        m = Message.__table__
+        m = schema.messages
         last = 0
         while True:
             rows = conn.execute(
@@ -473,9 +484,17 @@ class MessageStore:
 
     def count(self, conn: Connection) -> tuple[int, int]:
         """(unique messages, their total raw size)."""
-        m = Message.__table__
+        m = schema.messages
         n, total = conn.execute(select(func.count(), func.coalesce(func.sum(m.c.size), 0))).one()
         return int(n), int(total)
+
+
+def _is_deadlock(exc: OperationalError) -> bool:
+    """MySQL/MariaDB deadlock or lock wait timeout; PostgreSQL deadlock or serialization failure."""
+    orig = getattr(exc, "orig", None)
+    code = getattr(orig, "args", [None])[0] if orig is not None else None
+    sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    return code in (1205, 1213) or sqlstate in ("40P01", "40001")
 
 
 def _select_map(conn: Connection, key_col, value_col, keys: Iterable) -> dict:

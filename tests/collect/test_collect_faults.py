@@ -269,13 +269,14 @@ def test_database_failure_mid_pass_deletes_nothing_and_next_pass_finishes(
     real = store.store_batch
     calls = []
 
-    def flaky(items):
+    def flaky(items, **kw):
         calls.append(len(items))
-        if 2 <= len(calls) <= 4:  # the 2nd batch and each of its messages alone fail...
+        if len(calls) >= 2:  # from the 2nd batch on, the database is gone
             raise OperationalError("INSERT INTO messages", {}, Exception("server has gone away"))
-        return real(items)  # ...then the database is back
+        return real(items, **kw)
 
     monkeypatch.setattr(store, "store_batch", flaky)
+    monkeypatch.setattr(Collector, "_database_healthy", lambda self: len(calls) < 2)
     report = collect(Collector(store), acct)
     assert report.status == "error" and report.error_kind == "database"
     assert "server has gone away" in report.error
@@ -284,10 +285,33 @@ def test_database_failure_mid_pass_deletes_nothing_and_next_pass_finishes(
     assert server.mailbox == msgs and sent(server, "QUIT") == []
 
     monkeypatch.setattr(store, "store_batch", real)
+    monkeypatch.undo()
     report = collect(Collector(store), acct)
     assert counts(report) == ("ok", 5, 3, 3, 0, 5)
     assert archive(store.engine) == {sha(m) for _, m in msgs}
     assert server.mailbox == []
+
+
+def test_a_message_the_database_refuses_stays_on_the_server_and_the_pass_goes_on(
+        store, pop3, account, monkeypatch):
+    """The database is up but refuses one message: only that one is left behind."""
+    msgs = [(f"u{i}", mail(i)) for i in range(1, 6)]
+    server = pop3(msgs)
+    refused = hashlib.sha256(msgs[2][1]).hexdigest()
+    real = store.store_batch
+
+    def picky(items, **kw):
+        if any(spool.sha256 == refused for spool, _ in items):
+            raise OperationalError("INSERT INTO messages", {}, Exception("value too long"))
+        return real(items, **kw)
+
+    monkeypatch.setattr(store, "store_batch", picky)
+    report = collect(Collector(store), account(server, leave_on_server=False))
+    assert report.status == "ok"
+    assert (report.archived, report.deleted_on_server, report.skipped) == (4, 4, 1)
+    assert any("value too long" in w and "u3" in w for w in report.warnings)
+    assert archive(store.engine) == {sha(m) for i, (_, m) in enumerate(msgs) if i != 2}
+    assert server.mailbox == [msgs[2]]
 
 
 def test_unexpected_error_is_recorded_as_an_error_and_deletes_nothing(
@@ -295,7 +319,7 @@ def test_unexpected_error_is_recorded_as_an_error_and_deletes_nothing(
     msgs = [("u1", mail(1))]
     server = pop3(msgs)
 
-    def broken(items):
+    def broken(items, **kw):
         raise RuntimeError("bug in the store")
 
     monkeypatch.setattr(store, "store_batch", broken)

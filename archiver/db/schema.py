@@ -1,0 +1,225 @@
+"""The archive schema as SQLAlchemy Core tables.
+
+The services work on these tables directly (Core statements, executemany):
+it is faster on the ingest path and keeps ``sqlalchemy.orm`` out of a
+collection pass, whose start-up time counts every few minutes. Typed ORM
+classes over the same tables are in :mod:`archiver.db.models`.
+
+Migrations in ``migrations/versions`` are the source of truth for the live
+schema; this metadata must match them (``archiver db check``, and a test).
+
+Vocabulary:
+
+* **messages** — one unique raw message, identified by the SHA-256 of its bytes
+  (single-instance storage). Its content lives in **message_chunks**,
+  compressed one chunk at a time so no row comes near MariaDB's packet limit.
+* **deliveries** — one sighting of a message: an (account, UIDL) on a POP3
+  server, or a file brought in by ``import`` (UIDL NULL). A purged message's
+  deliveries stay as **tombstones** (``message_id`` NULL, ``tombstone`` true)
+  so the collector never fetches that UIDL again (DESIGN.md §2 rule 5).
+* **message_addresses**, **attachments**, **message_texts** — what parsing
+  extracted for search and display.
+* **collection_runs** — one collection pass of one account.
+* **audit_log** — the hash-chained audit trail; **audit_head** serialises appends.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    UniqueConstraint,
+)
+
+from archiver.db.types import (
+    BigID,
+    Blob,
+    LongText,
+    UTCDateTime,
+    ascii_bin,
+    utf8_bin,
+)
+
+#: Constraint names are spelled out so that migrations name the same objects
+#: on every backend and a later migration can drop them by name. Kept short:
+#: MySQL allows 64 characters.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+#: Message roles recorded in ``message_addresses.role``.
+ADDRESS_ROLES = ("from", "sender", "reply-to", "to", "cc", "bcc", "delivered-to")
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def _pk() -> Column:
+    return Column("id", BigID, primary_key=True, autoincrement=True)
+
+
+def _count(name: str) -> Column:
+    return Column(name, BigInteger(), nullable=False, default=0)
+
+
+def _message_fk(name: str = "message_id", **kw) -> Column:
+    return Column(name, BigID, ForeignKey("messages.id", ondelete="CASCADE"), nullable=False, **kw)
+
+
+accounts = Table(
+    "accounts",
+    metadata,
+    _pk(),
+    # The stable id from config.toml.
+    Column("name", utf8_bin(64), nullable=False, unique=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    # Lease for multi-node collection (DESIGN.md §6): the node holding an
+    # unexpired lease is the only one collecting this account.
+    Column("lease_owner", String(200)),
+    Column("lease_expires_at", UTCDateTime()),
+)
+
+messages = Table(
+    "messages",
+    metadata,
+    _pk(),
+    Column("sha256", ascii_bin(64), nullable=False, unique=True),
+    Column("size", BigInteger(), nullable=False),
+    Column("archived_at", UTCDateTime(), nullable=False, index=True),
+    # Content storage: how the chunks are encoded and how much they take.
+    Column("compression", String(8), nullable=False),
+    Column("chunk_count", Integer(), nullable=False),
+    Column("stored_size", BigInteger(), nullable=False),
+    # Parsed header fields (display and search; never used to identify).
+    Column("message_id_header", String(255), index=True),
+    Column("subject", LongText),
+    Column("from_address", String(320)),
+    Column("from_display", String(500)),
+    Column("date", UTCDateTime()),
+    # The Date header, or the archive time when it is missing or unparseable:
+    # what search sorts on and what after:/before: compare (DESIGN.md §4).
+    Column("sort_date", UTCDateTime(), nullable=False, index=True),
+    Column("has_attachments", Boolean(), nullable=False, default=False),
+    Column("parse_defects", String(1000)),
+    CheckConstraint("size >= 0", name="size_nonnegative"),
+)
+
+message_chunks = Table(
+    "message_chunks",
+    metadata,
+    _message_fk(primary_key=True),
+    Column("seq", Integer(), primary_key=True),
+    # Compressed on its own, as messages.compression says.
+    Column("data", Blob, nullable=False),
+)
+
+message_texts = Table(
+    "message_texts",
+    metadata,
+    # The text search indexes: text/plain and text/html parts.
+    _message_fk(primary_key=True),
+    Column("body", LongText, nullable=False),
+)
+
+message_addresses = Table(
+    "message_addresses",
+    metadata,
+    _pk(),
+    _message_fk(index=True),
+    Column("role", String(16), nullable=False),
+    Column("position", Integer(), nullable=False),
+    # Lower-cased for search.
+    Column("address", String(320), nullable=False),
+    Column("domain", String(255)),
+    Column("display_name", String(500)),
+    Index(None, "address"),
+    Index(None, "domain"),
+)
+
+attachments = Table(
+    "attachments",
+    metadata,
+    # Metadata only: the bytes stay inside the raw message.
+    _pk(),
+    _message_fk(index=True),
+    Column("position", Integer(), nullable=False),
+    Column("filename", String(500)),
+    Column("content_type", String(255), nullable=False),
+    Column("size", BigInteger(), nullable=False),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    _pk(),
+    Column("account_id", BigID, ForeignKey("accounts.id"), nullable=False),
+    # NULL for imports; (account_id, uidl) is unique otherwise.
+    Column("uidl", ascii_bin(70)),
+    # NULL once the message is purged (the row is then a tombstone).
+    Column("message_id", BigID, ForeignKey("messages.id"), index=True),
+    Column("server_size", BigInteger()),
+    Column("first_seen_at", UTCDateTime(), nullable=False),
+    # When the message left the server: our DELE confirmed by QUIT, or its
+    # UIDL no longer listed. NULL while we believe it is still there.
+    Column("deleted_on_server_at", UTCDateTime()),
+    Column("tombstone", Boolean(), nullable=False, default=False),
+    Column("source", String(1000)),
+    Column("folder", String(255)),
+    UniqueConstraint("account_id", "uidl"),
+    # The collector reads "what this account still has on the server" each pass.
+    Index(None, "account_id", "deleted_on_server_at"),
+)
+
+collection_runs = Table(
+    "collection_runs",
+    metadata,
+    _pk(),
+    Column("account_id", BigID, ForeignKey("accounts.id"), nullable=False),
+    Column("started_at", UTCDateTime(), nullable=False),
+    Column("finished_at", UTCDateTime()),
+    Column("status", String(16), nullable=False),  # running | ok | error
+    _count("listed"),
+    _count("new"),
+    _count("archived"),
+    _count("duplicates"),
+    _count("deleted_on_server"),
+    _count("bytes"),
+    Column("error_kind", String(32)),
+    Column("error", LongText),
+    Column("node", String(255)),
+    Index(None, "account_id", "started_at"),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    _pk(),
+    Column("at", UTCDateTime(), nullable=False, index=True),
+    Column("actor", String(200), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("target", LongText),
+    Column("details", LongText),
+    Column("client", String(200)),
+    Column("prev_hash", ascii_bin(64), nullable=False),
+    Column("entry_hash", ascii_bin(64), nullable=False, unique=True),
+)
+
+audit_head = Table(
+    "audit_head",
+    metadata,
+    # A single row holding the latest chain hash; appenders lock it first.
+    Column("id", Integer(), primary_key=True, autoincrement=False),
+    Column("entries", BigInteger(), nullable=False),
+    Column("last_hash", ascii_bin(64), nullable=False),
+)
