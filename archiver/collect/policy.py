@@ -7,6 +7,7 @@ injected ``now``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -15,8 +16,12 @@ from datetime import datetime, timedelta
 UIDL_MAX = 70
 
 
+_UIDL = re.compile(r"[\x21-\x7e]{1,%d}" % UIDL_MAX)
+
+
 def valid_uidl(uidl: str) -> bool:
-    return 0 < len(uidl) <= UIDL_MAX and all("\x21" <= ch <= "\x7e" for ch in uidl)
+    """1 to 70 characters, each printable ASCII other than space (RFC 1939)."""
+    return _UIDL.fullmatch(uidl) is not None
 
 
 def deletion_due(leave_on_server: bool, delete_after: timedelta | None, archived_at: datetime,

@@ -1027,3 +1027,29 @@ def test_vanished_message_is_marked_and_not_stored_twice_when_back(store, pop3, 
     mark = len(server.log)
     assert counts(collect(collector, acct)) == ("ok", 4, 0, 0, 0, 0)
     assert sent(server, "RETR", mark) == []
+
+
+@pytest.mark.parametrize(("expire", "policy", "warned"), [
+    ("EXPIRE 0", {}, "EXPIRE 0"),
+    ("EXPIRE 10", {"delete_after": "30d"}, "EXPIRE 10"),
+    ("EXPIRE 60", {"delete_after": "30d"}, None),
+    ("EXPIRE NEVER", {}, None),
+    ("EXPIRE 0", {"leave_on_server": False}, None),
+])
+def test_expire_capability_contradicting_the_policy_is_warned(
+        store, pop3, account, tmp_path, db_url, expire, policy, warned):
+    from archiver.collect.runner import check_account
+    from archiver.testing.pop3server import DEFAULT_CAPABILITIES
+
+    server = pop3([("u1", mail(1))], capabilities=[*DEFAULT_CAPABILITIES, expire])
+    acct = account(server, **policy)
+    checked = check_account(acct)  # first: it must change nothing on the server
+    report = collect(Collector(store), acct)
+    assert report.status == "ok" and checked["status"] == "ok"
+    assert checked["expire"] == expire.split(" ", 1)[1]
+    assert checked["messages"] == 1
+    if warned:
+        assert any(warned in w for w in report.warnings)
+        assert any(warned in w for w in checked["warnings"])
+    else:
+        assert not any("EXPIRE" in w for w in report.warnings + checked["warnings"])
