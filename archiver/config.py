@@ -44,6 +44,10 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Union, get_args, get_origin
 
+# pydantic looks up third-party plugins through package metadata at import,
+# a scan of every installed distribution on each start; archiver uses none.
+os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+
 from pydantic import (
     AfterValidator,
     BaseModel,

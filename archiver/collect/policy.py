@@ -39,7 +39,7 @@ def deletion_due(leave_on_server: bool, delete_after: timedelta | None, archived
     return now >= archived_at + delete_after
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class KnownDelivery:
     """What the archive knows of a UIDL it believes is still on the server."""
 

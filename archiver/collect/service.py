@@ -44,7 +44,6 @@ from archiver.errors import (
     StoreError,
     UIDLUnsupported,
 )
-from archiver.store.parsepool import ParsePool
 from archiver.store.spool import Spool
 from archiver.store.store import ARCHIVED, KNOWN, MessageStore, Origin
 
@@ -52,7 +51,7 @@ log = logging.getLogger("archiver.collect")
 
 #: A batch is committed when it reaches this many messages or bytes.
 BATCH_MESSAGES = 200
-BATCH_BYTES = 32 * 1024 * 1024
+BATCH_BYTES = 16 * 1024 * 1024
 #: Outstanding pipelined RETR commands.
 RETR_WINDOW = 32
 #: Passes fetching fewer messages parse in-process (starting workers costs more).
@@ -141,13 +140,27 @@ class Collector:
         self.client_factory = client_factory
         self.node = node or f"{socket.gethostname()}:{os.getpid()}"
         # Parsing in worker processes pays off only for passes with real work;
-        # the pool's processes start on the first message submitted.
-        self.parse_pool = ParsePool(parse_workers) if parse_workers != 0 else None
+        # the pool (and multiprocessing) is set up on the first such pass.
+        self._parse_workers = parse_workers
+        self._parse_pool = None
+        self._pool_lock = threading.Lock()
+
+    @property
+    def parse_pool(self):
+        """The shared ParsePool, created on first use; None when disabled."""
+        if self._parse_workers == 0:
+            return None
+        with self._pool_lock:
+            if self._parse_pool is None:
+                from archiver.store.parsepool import ParsePool
+
+                self._parse_pool = ParsePool(self._parse_workers)
+            return self._parse_pool
 
     def close(self) -> None:
         """Stop the parse workers (the collector can still run passes afterwards)."""
-        if self.parse_pool is not None:
-            self.parse_pool.close()
+        if self._parse_pool is not None:
+            self._parse_pool.close()
 
     def __enter__(self) -> Collector:
         return self

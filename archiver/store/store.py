@@ -27,7 +27,6 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from archiver.db import schema
 from archiver.errors import AmbiguousId, CorruptContent, MessageNotFound, StoreError, UsageError
-from archiver.store.parse import ParsedMessage, parse_message
 from archiver.store.spool import Spool
 
 #: Raw bytes per stored chunk.
@@ -91,7 +90,7 @@ class _Prepared:
 
     __slots__ = ("spool", "parsed", "chunks", "stored_size")
 
-    def __init__(self, spool: Spool, parsed: ParsedMessage, chunks: list[bytes] | None) -> None:
+    def __init__(self, spool: Spool, parsed, chunks: list[bytes] | None) -> None:
         self.spool = spool
         self.parsed = parsed
         self.chunks = chunks
@@ -295,8 +294,12 @@ class MessageStore:
 
     def _prepare(self, spool: Spool, parsed=None) -> _Prepared:
         if parsed is None:
+            # Imported here: a collection pass with nothing new never parses,
+            # and the email package is a noticeable part of start-up.
+            from archiver.store.parse import parse_message
+
             parsed = parse_message(spool.view())
-        elif not isinstance(parsed, ParsedMessage):
+        elif hasattr(parsed, "result"):  # a ParseTicket from the parse pool
             parsed = parsed.result()
         chunks = None
         if spool.size <= PRECOMPRESS_LIMIT:
