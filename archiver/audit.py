@@ -84,7 +84,6 @@ class ChainReport:
 
 def verify_chain(conn: Connection, batch: int = 1000) -> ChainReport:
     """Recompute every entry's hash and link; name the first entries that fail."""
-    log = schema.audit_log
     head = schema.audit_head
     problems: list[str] = []
     prev = GENESIS
@@ -109,7 +108,6 @@ def verify_chain(conn: Connection, batch: int = 1000) -> ChainReport:
     elif not problems and head_row.last_hash != prev:
         problems.append("the newest audit entries were removed (the chain head does not match "
                         "the last entry)")
-    del log
     return ChainReport(count, problems)
 
 

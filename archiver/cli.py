@@ -15,8 +15,13 @@ from pathlib import Path
 
 import click
 
+import re
+
 from archiver import __version__
 from archiver.errors import ArchiverError, ConfigError, UsageError
+
+#: The rule for account names (config.toml accounts[].name, import --account).
+ACCOUNT_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 class App:
@@ -295,9 +300,13 @@ def import_cmd(app: App, path: Path, fmt: str | None, account: str, as_json: boo
     from archiver.importer import MailSource, detect_format, import_path
     from archiver.ui import human_size, print_json, progress_bar
 
-    store = app.store
+    if not ACCOUNT_NAME.fullmatch(account):
+        raise UsageError(f"--account {account!r}: an account name is 1-64 letters, digits, "
+                         "'.', '_' or '-' (as accounts[].name in config.toml)")
     fmt = fmt or detect_format(path)
-    total = MailSource(path, fmt).total_bytes()
+    source = MailSource(path, fmt)  # checks the path before the archive is touched
+    store = app.store
+    total = source.total_bytes()
     with progress_bar(f"importing {path.name}", total, unit="bytes", enabled=True) as bar:
         _, report = import_path(store, path, fmt=fmt, account=account,
                                 progress=lambda n, _r: bar.advance(n))
@@ -323,8 +332,8 @@ def import_cmd(app: App, path: Path, fmt: str | None, account: str, as_json: boo
 def show(app: App, message_id: str, raw: bool, as_json: bool) -> None:
     """Show one message: headers, recipients, attachments and text.
 
-    ID is the message's SHA-256 (as `status`, `search` and exports print it),
-    or any unique prefix of at least 8 hex digits. With --raw the exact stored
+    ID is the message's SHA-256 (`status` lists the newest ones), or any
+    unique prefix of at least 8 hex digits. With --raw the exact stored
     bytes are written to stdout: `archiver show ID --raw > message.eml`.
     Every view is recorded in the audit trail.
     """
@@ -337,10 +346,13 @@ def show(app: App, message_id: str, raw: bool, as_json: bool) -> None:
     with store.engine.connect() as conn:
         msg = store.resolve(conn, message_id)
         if raw:
-            out = sys.stdout.buffer
-            for block in store.iter_content(conn, msg):
-                out.write(block)
-            out.flush()
+            # Verified before the first byte goes out: a damaged message is an
+            # error, never evidence handed over as if it were intact.
+            with store.read_verified(conn, msg) as content:
+                out = sys.stdout.buffer
+                for block in content.iter_blocks(1024 * 1024):
+                    out.write(block)
+                out.flush()
         else:
             details = message_details(conn, msg)
     audit.record(store.engine, "message.raw" if raw else "message.view",
@@ -402,7 +414,7 @@ def status(app: App, as_json: bool) -> None:
         out.print("no accounts yet: add [[accounts]] to config.toml, or `archiver import`")
         return
     table = Table(show_edge=False, pad_edge=False)
-    for col in ("account", "messages", "last run", "result", "new", "error"):
+    for col in ("account", "messages", "last run", "result", "archived", "error"):
         table.add_column(col, overflow="fold")
     for acc in data["accounts"]:
         run = acc["last_run"]
@@ -410,9 +422,17 @@ def status(app: App, as_json: bool) -> None:
         if run is None:
             table.add_row(name, str(acc["messages"]), "never", "-", "-", "")
         else:
-            table.add_row(name, str(acc["messages"]), run["started_at"][:19].replace("T", " "),
-                          run["status"], str(run["archived"]), run["error"] or "")
+            note = run["error"] or (f"{run['skipped']} left on the server, see `status --json`"
+                                    if run["skipped"] else "")
+            table.add_row(name, str(acc["messages"]),
+                          run["started_at"][:19].replace("T", " ") + " UTC",
+                          run["status"], str(run["archived"]), note)
     out.print(table)
+    if data["recent"]:
+        out.print("\nnewest messages (`archiver show ID`):")
+        for msg in data["recent"]:
+            out.print(f"  {msg['id'][:12]}  {msg['date'][:10]}  {(msg['from'] or '-')[:30]:<30}  "
+                      f"{(msg['subject'] or '')[:60]}")
 
 
 @cli.command()
@@ -550,15 +570,21 @@ def check(app: App, connect: bool, accounts: tuple[str, ...], as_json: bool) -> 
     config = app.config
     selected = [config.account(n) for n in dict.fromkeys(accounts)] if accounts else list(
         config.accounts)
-    results = [check_account(a) for a in selected] if connect else []
-    ok = all(r["status"] == "ok" for r in results)
+    if connect:
+        results = [check_account(a) for a in selected]
+    else:
+        results = [{"account": a.name, "host": a.host, "port": a.port, "tls": a.tls,
+                    "enabled": a.enabled, "status": "not checked"} for a in selected]
+    ok = all(r["status"] in ("ok", "not checked") for r in results)
     if app.json:
-        print_json({"config": str(app.config_path), "config_ok": True,
-                    "accounts": results if connect else [a.name for a in selected]})
+        print_json({"config": str(app.config_path), "config_ok": True, "accounts": results})
     else:
         click.echo(f"{app.config_path}: configuration OK ({len(config.accounts)} account(s))")
         for r in results:
-            if r["status"] == "ok":
+            if r["status"] == "not checked":
+                click.echo(f"{r['account']}: {r['host']}:{r['port']} (tls {r['tls']})"
+                           f"{'' if r['enabled'] else ', disabled'}; --connect to log in")
+            elif r["status"] == "ok":
                 click.echo(f"{r['account']}: OK, {r['messages']} message(s), "
                            f"{r['bytes']} bytes, auth {r['auth']}, tls {r['tls']}")
                 click.echo(f"  capabilities: {' '.join(r['capabilities'])}")
@@ -648,6 +674,17 @@ def main(argv: list[str] | None = None) -> None:
     except ArchiverError as exc:
         _report_error(exc, sys.argv[1:] if argv is None else argv)
         sys.exit(exc.exit_code)
+    except Exception as exc:
+        # Library errors are translated at the service boundaries; one that
+        # still gets here is reported as what it is, without a traceback.
+        if not type(exc).__module__.startswith("sqlalchemy"):
+            raise
+        from archiver.db.engine import short_error
+        from archiver.errors import DatabaseError
+
+        err = DatabaseError(f"archive database error: {short_error(exc)}")
+        _report_error(err, sys.argv[1:] if argv is None else argv)
+        sys.exit(err.exit_code)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)

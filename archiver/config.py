@@ -398,6 +398,7 @@ class DatabaseURL(str):
         normalised = url
         if not driver and default_driver:
             normalised = normalised.set(drivername=f"{backend}+{default_driver}")
+        _require_driver(backend, normalised.drivername.partition("+")[2])
         in_memory = url.database in (None, "", ":memory:")
         if backend == "sqlite" and not in_memory and url.query.get("uri") != "true":
             path = _resolve_path(url.database, base_dir or Path.cwd())
@@ -424,6 +425,22 @@ class DatabaseURL(str):
         cls, source: Any, handler: GetCoreSchemaHandler
     ) -> core_schema.CoreSchema:
         return core_schema.with_info_plain_validator_function(_validate_database)
+
+
+#: Python module and the archiver extra that provides it, per driver.
+_DRIVER_MODULES = {"psycopg": ("psycopg", "postgres"), "pymysql": ("pymysql", "mysql")}
+
+
+def _require_driver(backend: str, driver: str) -> None:
+    """Fail at load time, not with an ImportError mid-command, when the driver is missing."""
+    import importlib.util
+
+    module, extra = _DRIVER_MODULES.get(driver, (None, None))
+    if module and importlib.util.find_spec(module) is None:
+        raise ValueError(
+            f"{backend} needs the {module} driver, which is not installed: "
+            f"pip install 'archiver[{extra}]'"
+        )
 
 
 def _mask_url(url: Any) -> str:

@@ -87,7 +87,10 @@ class CorruptContent(StoreError):
 
 
 class ImportSourceError(ArchiverError):
-    """A file or folder given to ``archiver import`` cannot be read at all."""
+    """A file or folder given to ``archiver import`` cannot be used at all
+    (missing, not a mail format, nothing to import): bad usage, exit 2."""
+
+    exit_code = 2
 
 
 class CollectError(ArchiverError):

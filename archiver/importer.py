@@ -56,11 +56,22 @@ class ImportReport:
 
 
 def detect_format(path: Path) -> str:
-    """Guess the format of ``path``: maildir, mbox or eml."""
+    """Guess the format of ``path``.
+
+    A folder with cur/ or new/ is a maildir; a folder with ``*.eml`` files is
+    eml; a folder of files starting with "From " is mbox. A file starting
+    with "From " is an mbox, any other file one message.
+    """
     if path.is_dir():
         if (path / "cur").is_dir() or (path / "new").is_dir():
             return "maildir"
-        return "eml"
+        if any(f.is_file() and f.suffix.lower() == ".eml" for f in path.rglob("*")):
+            return "eml"
+        if any(_starts_like_mbox(f) for f in path.rglob("*") if f.is_file()):
+            return "mbox"
+        raise ImportSourceError(
+            f"{path}: found no mail to import (no maildir cur/ or new/, no *.eml files, no mbox "
+            "files starting with \"From \"); pass --format if the files are named otherwise")
     if path.is_file():
         try:
             with open(path, "rb") as fh:
@@ -69,6 +80,14 @@ def detect_format(path: Path) -> str:
             raise ImportSourceError(f"cannot read {path}: {exc.strerror}") from exc
         return "mbox" if head == b"From " else "eml"
     raise ImportSourceError(f"{path}: no such file or directory")
+
+
+def _starts_like_mbox(path: Path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(5) == b"From "
+    except OSError:
+        return False
 
 
 class MailSource:
@@ -82,6 +101,11 @@ class MailSource:
         self.path = path
         self.format = fmt
         self.files = self._files()
+        if not self.files:
+            raise ImportSourceError(
+                f"{path}: no {fmt} files found to import"
+                + (" (eml: *.eml files in the folder and below)" if fmt == "eml" else "")
+                + (" (mbox: files starting with \"From \")" if fmt == "mbox" else ""))
 
     def _files(self) -> list[tuple[Path, str | None]]:
         """(file, folder) pairs in a stable order."""
@@ -111,16 +135,8 @@ class MailSource:
             return [(f, None) for f in sorted(path.rglob("*"))
                     if f.is_file() and f.suffix.lower() == ".eml"]
         # mbox: every file in the folder that starts like an mbox.
-        out = []
-        for f in sorted(path.rglob("*")):
-            if f.is_file() and not f.name.startswith("."):
-                try:
-                    with open(f, "rb") as fh:
-                        if fh.read(5) == b"From ":
-                            out.append((f, f.parent.name if f.parent != path else None))
-                except OSError:
-                    out.append((f, None))  # reported when read
-        return out
+        return [(f, f.parent.name if f.parent != path else None) for f in sorted(path.rglob("*"))
+                if f.is_file() and not f.name.startswith(".") and _starts_like_mbox(f)]
 
     def total_bytes(self) -> int:
         total = 0

@@ -7,12 +7,17 @@ from sqlalchemy import Engine, func, select
 from archiver.db import schema
 
 
+#: Newest messages listed by ``status``.
+RECENT = 5
+
+
 def archive_status(engine: Engine, configured: list[str] | tuple[str, ...] = ()) -> dict:
     """The ``status --json`` document (DESIGN.md §4).
 
     Accounts are the configured ones (in config order) followed by any others
     the archive knows (import-only accounts, accounts since removed from the
     config). ``next_run`` is known only to a running scheduler; null here.
+    ``recent`` lists the newest archived messages with their ids.
     """
     m = schema.messages
     d = schema.deliveries
@@ -38,6 +43,11 @@ def archive_status(engine: Engine, configured: list[str] | tuple[str, ...] = ())
                 .join(r, r.c.id == latest.c.run_id)
             )
         }
+        # The newest archived messages, so there is always an id to try `show` on.
+        recent = conn.execute(
+            select(m.c.sha256, m.c.sort_date, m.c.from_display, m.c.subject)
+            .order_by(m.c.archived_at.desc(), m.c.id.desc()).limit(RECENT)
+        ).all()
     names = list(dict.fromkeys([*configured, *sorted(per_account)]))
     accounts = []
     for name in names:
@@ -51,7 +61,15 @@ def archive_status(engine: Engine, configured: list[str] | tuple[str, ...] = ())
                 "next_run": None,
             }
         )
-    return {"messages": int(n), "bytes": int(total), "accounts": accounts}
+    return {
+        "messages": int(n),
+        "bytes": int(total),
+        "accounts": accounts,
+        "recent": [
+            {"id": sha, "date": when.isoformat(), "from": sender, "subject": subject}
+            for sha, when, sender, subject in recent
+        ],
+    }
 
 
 def _run_json(run) -> dict:
@@ -65,6 +83,8 @@ def _run_json(run) -> dict:
         "duplicates": run.duplicates,
         "deleted_on_server": run.deleted_on_server,
         "bytes": run.bytes,
+        "skipped": run.skipped,
+        "warnings": run.warnings.splitlines() if run.warnings else [],
         "error": run.error,
         "error_kind": run.error_kind,
     }

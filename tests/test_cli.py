@@ -170,3 +170,94 @@ def test_help_is_useful():
     for sub in (["import", "--help"], ["show", "--help"], ["db", "--help"], ["collect", "--help"]):
         r = run_cli(*sub)
         assert r.exit_code == 0 and len(r.stdout) > 200, sub
+
+
+def test_show_raw_refuses_tampered_content(tmp_path, db_url):
+    """Content replaced with other valid data: show --raw prints nothing and exits 1."""
+    import zstandard
+
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(f'[archive]\ndatabase = "{db_url}"\n')
+    eml = tmp_path / "m.eml"
+    eml.write_bytes(M1)
+    assert run_cli("import", str(eml), config=cfg).exit_code == 0
+    sha1 = hashlib.sha256(to_wire_form(M1)).hexdigest()
+    forged = zstandard.ZstdCompressor().compress(to_wire_form(M1).replace(b"Numbers", b"Numberz"))
+    engine = create_archive_engine(db_url)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE message_chunks SET data = :d"), {"d": forged})
+    engine.dispose()
+    r = run_cli("show", sha1, "--raw", config=cfg)
+    assert r.exit_code == 1 and r.stdout_bytes == b""
+    assert sha1 in r.stderr and "verify" in r.stderr
+
+
+def test_status_lists_newest_ids_and_runs_keep_skipped(tmp_path, db_url):
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(f'[archive]\ndatabase = "{db_url}"\n')
+    mbox = tmp_path / "a.mbox"
+    write_mbox(mbox, [M1, M2])
+    assert run_cli("import", str(mbox), config=cfg).exit_code == 0
+    r = run_cli("status", "--json", config=cfg)
+    ids = {m["id"] for m in r.json()["recent"]}
+    assert ids == {hashlib.sha256(to_wire_form(m)).hexdigest() for m in (M1, M2)}
+    r = run_cli("status", config=cfg)
+    assert "newest messages" in r.stdout
+    assert hashlib.sha256(to_wire_form(M1)).hexdigest()[:12] in r.stdout
+
+
+def test_import_rejects_bad_account_and_empty_sources(tmp_path, db_url):
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(f'[archive]\ndatabase = "{db_url}"\n')
+    eml = tmp_path / "m.eml"
+    eml.write_bytes(M1)
+    for bad in ("", "bad/name!", "x" * 65):
+        r = run_cli("import", str(eml), "--account", bad, config=cfg)
+        assert r.exit_code == 2 and "--account" in r.stderr, (bad, r)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("not mail")
+    r = run_cli("import", str(empty), config=cfg)
+    assert r.exit_code == 2 and "found no mail" in r.stderr
+    r = run_cli("import", str(empty), "--format", "mbox", config=cfg)
+    assert r.exit_code == 2 and "no mbox files" in r.stderr
+    r = run_cli("import", str(tmp_path / "nope"), config=cfg)
+    assert r.exit_code == 2 and "no such file" in r.stderr
+    engine = create_archive_engine(db_url)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM accounts")).scalar() == 0
+    engine.dispose()
+
+
+def test_import_detects_a_folder_of_mbox_files(tmp_path, db_url):
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(f'[archive]\ndatabase = "{db_url}"\n')
+    folder = tmp_path / "Mail"
+    folder.mkdir()
+    write_mbox(folder / "Inbox", [M1])
+    write_mbox(folder / "Sent", [M2])
+    r = run_cli("import", str(folder), "--json", config=cfg)
+    assert r.exit_code == 0 and r.json()["archived"] == 2 and r.json()["files"] == 2
+
+
+def test_missing_database_is_a_clear_error(tmp_path):
+    cfg = tmp_path / "config.toml"
+    cfg.write_text('[archive]\ndatabase = "sqlite:///not-there.db"\n')
+    r = run_cli("status", config=cfg)
+    assert r.exit_code == 1 and "archiver init" in r.stderr
+    assert not (tmp_path / "not-there.db").exists()  # a read-only command creates nothing
+
+
+def test_nonexistent_server_database_is_named(tmp_path, backend):
+    if backend == "sqlite":
+        return
+    from tests.dbutil import server_url
+    from sqlalchemy.engine import make_url
+
+    url = make_url(server_url(backend)).set(database="archiver_t_does_not_exist")
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(f'[archive]\ndatabase = "{url.render_as_string(hide_password=False)}"\n')
+    for args in (["status"], ["db", "upgrade"], ["init"]):
+        r = run_cli(*args, config=cfg)
+        assert r.exit_code == 1, (args, r)
+        assert "Traceback" not in r.stderr and "create it first" in r.stderr, (args, r)

@@ -1091,3 +1091,24 @@ def test_resolve_config_path() -> None:
     assert resolve_config_path(None, environ={"ARCHIVER_CONFIG": "/b.toml"}) == Path("/b.toml")
     assert resolve_config_path(None, environ={}) == Path("config.toml")
     assert resolve_config_path(None, environ={"ARCHIVER_CONFIG": ""}) == Path("config.toml")
+
+
+@pytest.mark.parametrize(("url", "extra"), [
+    ("postgresql://u:secret@db.example/archive", "postgres"),
+    ("mysql://u:secret@db.example/archive", "mysql"),
+    ("mariadb+pymysql://u:secret@db.example/archive", "mysql"),
+])
+def test_missing_database_driver_is_a_config_error(monkeypatch, url, extra):
+    import importlib.util
+
+    from archiver.config import parse_config
+    from archiver.errors import ConfigError
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name in ("psycopg", "pymysql") else real(name, *a))
+    with pytest.raises(ConfigError) as err:
+        parse_config(f'[archive]\ndatabase = "{url}"\n')
+    message = str(err.value)
+    assert "archive.database:" in message and f"pip install 'archiver[{extra}]'" in message
+    assert "secret" not in message

@@ -144,11 +144,9 @@ def plan_pass(
     plan.new_count = len(new)
     plan.vanished = [u for u in known if u not in seen]
 
-    still_there = len(known) - len(plan.vanished)
     if (len(known) >= MIGRATION_MIN_KNOWN
             and len(plan.vanished) >= MIGRATION_VANISHED * len(known)
-            and len(new) >= MIGRATION_APPEARED * len(known)
-            and still_there < len(known)):
+            and len(new) >= MIGRATION_APPEARED * len(known)):
         plan.migration = True
         plan.delete_known = []
 

@@ -370,6 +370,16 @@ class POP3Client:
         self._start_tls()
         self._capa()
 
+    def capa(self) -> dict[str, list[str]]:
+        """Re-issue CAPA and return the capabilities.
+
+        After login a server may announce per-user values (RFC 2449:
+        ``EXPIRE 30 USER`` before login means "ask again after it").
+        """
+        self._require_connected()
+        self._capa()
+        return self.capabilities
+
     def _capa(self) -> None:
         self._send(b"CAPA\r\n", "CAPA")
         deadline = time.monotonic() + self.command_deadline

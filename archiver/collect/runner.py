@@ -8,7 +8,13 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 from archiver.collect.pop3 import POP3Client
-from archiver.collect.service import Collector, PassProgress, PassReport, expire_warnings
+from archiver.collect.service import (
+    Collector,
+    PassProgress,
+    PassReport,
+    expire_warnings,
+    user_capabilities,
+)
 from archiver.errors import CollectError
 from archiver.store.store import MessageStore
 
@@ -42,13 +48,15 @@ def check_account(account) -> dict:
                         timeout=account.timeout.total_seconds())
     try:
         client.connect()
-        caps = client.capabilities
+        # What the server offers before login, kept even if the login fails.
+        result["capabilities"] = [" ".join([k, *v]) for k, v in client.capabilities.items()]
+        result["auth"] = client.login(account.username, account.password.reveal(), account.auth)
+        caps = user_capabilities(client)
         result["capabilities"] = [" ".join([k, *v]) for k, v in caps.items()]
         result["expire"] = " ".join(caps["EXPIRE"]) if "EXPIRE" in caps else None
         result["warnings"] = expire_warnings(caps, account)
         if "UIDL" not in caps and account.leave_on_server:
             result["warnings"].append("server does not list UIDL in CAPA; leave_on_server needs UIDL")
-        result["auth"] = client.login(account.username, account.password.reveal(), account.auth)
         result["messages"], result["bytes"] = client.stat()
         client.quit()
     except CollectError as exc:

@@ -38,6 +38,8 @@ from archiver.collect import policy
 from archiver.collect.pop3 import POP3Client
 from archiver.collect.writer import BatchWriter
 from archiver.db import schema
+from archiver.db.batching import in_batches
+from archiver.db.engine import short_error
 from archiver.errors import (
     CollectError,
     DatabaseError,
@@ -56,7 +58,6 @@ BATCH_BYTES = 16 * 1024 * 1024
 RETR_WINDOW = 32
 #: Passes fetching fewer messages parse in-process (starting workers costs more).
 PARSE_POOL_MIN_MESSAGES = 200
-IN_BATCH = 500
 
 
 @dataclass
@@ -182,7 +183,7 @@ class Collector:
             run_id = self._start_run(account_id)
         except (SQLAlchemyError, StoreError) as exc:
             report.status, report.error_kind = "error", "database"
-            report.error = f"cannot record the pass in the archive: {_short_db_error(exc)}"
+            report.error = f"cannot record the pass in the archive: {short_error(exc)}"
             report.duration_s = time.monotonic() - started
             log.error("%s: %s", account.name, report.error)
             return report
@@ -194,8 +195,8 @@ class Collector:
                 timeout=account.timeout.total_seconds(),
             )
             client.connect()
-            report.warnings.extend(expire_warnings(client.capabilities, account))
             client.login(account.username, account.password.reveal(), account.auth)
+            report.warnings.extend(expire_warnings(user_capabilities(client), account))
             self._pass(client, account, account_id, report, progress, stop)
         except CollectError as exc:
             report.status, report.error = "error", str(exc)
@@ -353,7 +354,9 @@ class Collector:
             on_committed(msgnum, result)
 
         pool = self.parse_pool if len(requests) >= PARSE_POOL_MIN_MESSAGES else None
-        tickets: dict[str, object] = {}  # sha256 -> ParseTicket, filled here, used by the writer
+        # sha256 -> ParseTicket, filled here, used by the writer. The same content
+        # twice in one pass overwrites a ticket; either parse serves both copies.
+        tickets: dict[str, object] = {}
 
         def store(batch):
             parsed = {s.sha256: tickets.pop(s.sha256, None) for _, s, _ in batch} if pool else None
@@ -417,7 +420,7 @@ class Collector:
                     out.append((msgnum, None))
                     report.store_failures.append(
                         f"message {msgnum} (UIDL {origin.uidl}) could not be stored and stays on "
-                        f"the server: {_short_db_error(one)}")
+                        f"the server: {short_error(one)}")
         finally:
             for _, spool, _ in batch:
                 spool.close()
@@ -474,7 +477,7 @@ class Collector:
         d = schema.deliveries
         out = {}
         with self.engine.connect() as conn:
-            for part in _chunks(uidls, IN_BATCH):
+            for part in in_batches(uidls):
                 for u, size, seen, tomb in conn.execute(
                     select(d.c.uidl, d.c.server_size, d.c.first_seen_at, d.c.tombstone).where(
                         d.c.account_id == account_id,
@@ -491,7 +494,7 @@ class Collector:
             return
         d = schema.deliveries
         with self.engine.begin() as conn:
-            for part in _chunks(uidls, IN_BATCH):
+            for part in in_batches(uidls):
                 conn.execute(update(d).where(d.c.account_id == account_id, d.c.uidl.in_(part))
                              .values(deleted_on_server_at=None))
 
@@ -503,7 +506,7 @@ class Collector:
         m = schema.messages
         account_id = self.store.account_id(account.name)
         with self.engine.begin() as conn:
-            for part in _chunks(shas, IN_BATCH):
+            for part in in_batches(shas):
                 ids = select(m.c.id).where(m.c.sha256.in_(part)).scalar_subquery()
                 conn.execute(
                     update(d)
@@ -525,7 +528,7 @@ class Collector:
             return
         d = schema.deliveries
         with self.engine.begin() as conn:
-            for part in _chunks(uidls, IN_BATCH):
+            for part in in_batches(uidls):
                 conn.execute(
                     update(d)
                     .where(d.c.account_id == account_id, d.c.uidl.in_(part),
@@ -607,11 +610,20 @@ class Collector:
                         finished_at=self.clock(), status=report.status, listed=report.listed,
                         new=report.new, archived=report.archived, duplicates=report.duplicates,
                         deleted_on_server=report.deleted_on_server, bytes=report.bytes,
+                        skipped=report.skipped,
+                        warnings="\n".join(report.warnings) or None,
                         error_kind=report.error_kind, error=report.error,
                     )
                 )
         except SQLAlchemyError as exc:  # the pass result is still reported to the caller
-            log.error("could not record the collection run: %s", _short_db_error(exc))
+            log.error("could not record the collection run: %s", short_error(exc))
+
+
+def user_capabilities(client: POP3Client) -> dict[str, list[str]]:
+    """Capabilities after login: CAPA again when EXPIRE said its value is per user."""
+    if "USER" in [a.upper() for a in client.capabilities.get("EXPIRE", [])]:
+        return client.capa()
+    return client.capabilities
 
 
 def expire_warnings(capabilities: dict[str, list[str]], account) -> list[str]:
@@ -662,18 +674,10 @@ def _quietly(close: Callable[[], None]) -> None:
 def _database_error(exc: BaseException) -> DatabaseError:
     if isinstance(exc, DatabaseError):
         return exc
-    return DatabaseError(f"archive database error: {_short_db_error(exc)}")
+    return DatabaseError(f"archive database error: {short_error(exc)}")
 
 
-def _short_db_error(exc: BaseException) -> str:
-    orig = getattr(exc, "orig", None) or exc
-    text = str(orig).strip().splitlines()
-    return text[0][:300] if text else type(orig).__name__
 
 
-def _chunks(seq: list, n: int):
-    for i in range(0, len(seq), n):
-        yield seq[i : i + n]
 
-
-__all__ = ["Collector", "PassReport", "PassProgress", "expire_warnings"]
+__all__ = ["Collector", "PassReport", "PassProgress", "expire_warnings", "user_capabilities"]

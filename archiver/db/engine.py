@@ -98,15 +98,21 @@ def current_revision(engine: Engine) -> str | None:
         if _is_missing_table(exc):
             return None
         raise DatabaseError(
-            f"cannot reach the archive database {describe_url(str(engine.url))}: "
-            f"{_short(exc)}"
+            f"cannot use the archive database {describe_url(str(engine.url))}: {_short(exc)}"
+            f"{_hint(exc)}"
         ) from exc
 
 
 def require_current_schema(engine: Engine) -> None:
     """Refuse to work on a database whose schema is missing or not this version's."""
-    rev = current_revision(engine)
     where = describe_url(str(engine.url))
+    missing = sqlite_file_missing(engine.url.render_as_string(hide_password=False))
+    if missing:
+        raise DatabaseError(
+            f"there is no archive at {missing} yet; run `archiver init` to create it "
+            "(or fix archive.database in config.toml)"
+        )
+    rev = current_revision(engine)
     if rev is None:
         raise DatabaseError(
             f"the archive database {where} has no archiver schema yet; "
@@ -120,15 +126,45 @@ def require_current_schema(engine: Engine) -> None:
 
 
 def _is_missing_table(exc: Exception) -> bool:
-    msg = str(getattr(exc, "orig", exc)).lower()
+    """Only "the alembic_version table is missing", never "the database is missing"."""
+    orig = getattr(exc, "orig", exc)
+    msg = str(orig).lower()
     return (
-        "no such table" in msg
-        or "does not exist" in msg
-        or "doesn't exist" in msg
-        or "undefinedtable" in type(getattr(exc, "orig", exc)).__name__.lower()
+        "no such table" in msg  # SQLite
+        or type(orig).__name__ == "UndefinedTable"  # PostgreSQL
+        or (getattr(orig, "args", [None])[0] == 1146)  # MySQL: table doesn't exist
     )
+
+
+def sqlite_file_missing(url: str) -> str | None:
+    """The path of a SQLite archive file that does not exist yet, else None.
+
+    Read-only commands check this first: connecting would create an empty file.
+    """
+    u = make_url(url)
+    if u.get_backend_name() != "sqlite" or u.database in (None, "", ":memory:"):
+        return None
+    from pathlib import Path
+
+    return None if Path(u.database).exists() else u.database
+
+
+def _hint(exc: Exception) -> str:
+    msg = str(getattr(exc, "orig", exc)).lower()
+    if "does not exist" in msg or "unknown database" in msg:
+        return " (archiver does not create databases on a server: create it first, e.g. " \
+               "`createdb NAME` or `CREATE DATABASE NAME CHARACTER SET utf8mb4`)"
+    if "connection refused" in msg or "can't connect" in msg:
+        return " (is the database server running, and are host and port right?)"
+    return ""
+
+
+def short_error(exc: BaseException) -> str:
+    """The first line of a database error, without SQLAlchemy's boilerplate."""
+    return _short(exc)
 
 
 def _short(exc: Exception) -> str:
     orig = getattr(exc, "orig", None) or exc
-    return str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+    text = str(orig).strip()
+    return text.splitlines()[0][:300] if text else type(orig).__name__

@@ -116,6 +116,8 @@ class CollectionRun(Base):
     duplicates: Mapped[int]
     deleted_on_server: Mapped[int]
     bytes: Mapped[int]
+    skipped: Mapped[int]
+    warnings: Mapped[str | None]
     error_kind: Mapped[str | None]
     error: Mapped[str | None]
     node: Mapped[str | None]

@@ -195,6 +195,10 @@ collection_runs = Table(
     _count("duplicates"),
     _count("deleted_on_server"),
     _count("bytes"),
+    # Messages left on the server by this pass because of a problem (too
+    # large, refused by the server or the database, invalid UIDL), and why.
+    _count("skipped"),
+    Column("warnings", LongText),
     Column("error_kind", String(32)),
     Column("error", LongText),
     Column("node", String(255)),

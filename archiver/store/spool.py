@@ -156,6 +156,8 @@ class WireFormWriter:
         self._last = b""
 
     def write(self, data: bytes) -> int:
+        """Convert and pass on ``data``; returns ``len(data)`` (all of it is consumed)."""
+        consumed = len(data)
         if not data:
             return 0
         if self._carry_cr:
@@ -170,7 +172,7 @@ class WireFormWriter:
             out = data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n") if b"\n" in data else data
             self._sink.write(out)
             self._last = out[-2:]
-        return len(data)
+        return consumed
 
     def close(self) -> None:
         if self._carry_cr:

@@ -26,6 +26,7 @@ from sqlalchemy import Connection, Engine, and_, func, insert, select, tuple_
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from archiver.db import schema
+from archiver.db.batching import in_batches
 from archiver.errors import AmbiguousId, CorruptContent, MessageNotFound, StoreError, UsageError
 from archiver.store.spool import Spool
 
@@ -34,8 +35,6 @@ CHUNK_SIZE = 1024 * 1024
 #: Messages up to this size are compressed before the write transaction opens;
 #: bigger ones are compressed chunk by chunk while being inserted.
 PRECOMPRESS_LIMIT = 8 * 1024 * 1024
-#: Rows per IN (...) list, well below every backend's parameter limit.
-IN_BATCH = 500
 ZSTD_LEVEL = 3
 
 MIN_PREFIX = 8
@@ -199,7 +198,7 @@ class MessageStore:
         # 1. Which POP3 deliveries are already recorded? (account, UIDL) -> message pk
         uidl_keys = list({(account_ids[o.account], o.uidl) for _, o in items if o.uidl is not None})
         known_uidls: dict[tuple[int, str], int | None] = {}
-        for batch in _chunks(uidl_keys, IN_BATCH):
+        for batch in in_batches(uidl_keys):
             for acc, uidl, msg_pk in conn.execute(
                 select(d.c.account_id, d.c.uidl, d.c.message_id).where(
                     tuple_(d.c.account_id, d.c.uidl).in_(batch)
@@ -233,7 +232,7 @@ class MessageStore:
             {(account_ids[o.account], existing[s.sha256]) for s, o in wanted if o.uidl is None}
         )
         known_imports: set[tuple[int, int]] = set()
-        for batch in _chunks(import_keys, IN_BATCH):
+        for batch in in_batches(import_keys):
             known_imports.update(
                 conn.execute(
                     select(d.c.account_id, d.c.message_id).where(
@@ -448,6 +447,28 @@ class MessageStore:
                     f"message {msg.sha256}: chunk {seq} does not decompress ({exc})"
                 ) from exc
 
+    def read_verified(self, conn: Connection, msg: StoredMessage) -> Spool:
+        """The message's bytes in a finished Spool, after checking size and SHA-256.
+
+        Raises CorruptContent naming the message if storage no longer matches
+        its id. Memory stays bounded (big messages spool to a temp file).
+        """
+        spool = Spool()
+        try:
+            for block in self.iter_content(conn, msg):
+                spool.write(block)
+            spool.finish()
+        except BaseException:
+            spool.close()
+            raise
+        if spool.size != msg.size or spool.sha256 != msg.sha256:
+            spool.close()
+            raise CorruptContent(
+                f"message {msg.sha256}: stored content no longer matches its id "
+                "(run `archiver verify`); refusing to hand it out as intact"
+            )
+        return spool
+
     def read_bytes(self, conn: Connection, msg: StoredMessage) -> bytes:
         """The whole raw message in memory (small messages, tests)."""
         return b"".join(self.iter_content(conn, msg))
@@ -502,14 +523,10 @@ def _is_deadlock(exc: OperationalError) -> bool:
 
 def _select_map(conn: Connection, key_col, value_col, keys: Iterable) -> dict:
     out = {}
-    for batch in _chunks(list(keys), IN_BATCH):
+    for batch in in_batches(list(keys)):
         out.update(conn.execute(select(key_col, value_col).where(key_col.in_(batch))).all())
     return out
 
-
-def _chunks(seq: list, n: int) -> Iterator[list]:
-    for i in range(0, len(seq), n):
-        yield seq[i : i + n]
 
 
 def _ranges(seqs: list[int]) -> str:

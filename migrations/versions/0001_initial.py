@@ -184,6 +184,8 @@ def upgrade() -> None:
         sa.Column("duplicates", sa.BigInteger(), nullable=False),
         sa.Column("deleted_on_server", sa.BigInteger(), nullable=False),
         sa.Column("bytes", sa.BigInteger(), nullable=False),
+        sa.Column("skipped", sa.BigInteger(), nullable=False),
+        sa.Column("warnings", LongText, nullable=True),
         sa.Column("error_kind", sa.String(32), nullable=True),
         sa.Column("error", LongText, nullable=True),
         sa.Column("node", sa.String(255), nullable=True),

@@ -1053,3 +1053,26 @@ def test_expire_capability_contradicting_the_policy_is_warned(
         assert any(warned in w for w in checked["warnings"])
     else:
         assert not any("EXPIRE" in w for w in report.warnings + checked["warnings"])
+
+
+def test_per_user_expire_is_read_after_login(store, pop3, account):
+    """RFC 2449: "EXPIRE 30 USER" before login means the real value comes after it."""
+    from archiver.collect.runner import check_account
+    from archiver.testing.pop3server import DEFAULT_CAPABILITIES
+
+    server = pop3([("u1", mail(1))], capabilities=[*DEFAULT_CAPABILITIES, "EXPIRE 30 USER"])
+
+    def capa(session, arg):
+        if session.state != "TRANSACTION":
+            return None
+        caps = [*DEFAULT_CAPABILITIES, "EXPIRE 0"]
+        return ("+OK\r\n" + "".join(c + "\r\n" for c in caps) + ".\r\n").encode()
+
+    server.script("CAPA", capa)
+    acct = account(server)  # leave_on_server = true, kept forever
+    checked = check_account(acct)
+    assert checked["expire"] == "0"
+    assert any("EXPIRE 0" in w for w in checked["warnings"])
+    report = collect(Collector(store), acct)
+    assert report.status == "ok" and any("EXPIRE 0" in w for w in report.warnings)
+    assert len(sent(server, "CAPA")) == 4  # before and after login, in each session
