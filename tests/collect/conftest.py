@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from archiver.testing.dovecot import Dovecot, Pop3Session, require_dovecot
+from archiver.testing.pop3server import ScriptedPOP3Server
 
 _users = itertools.count(1)
 
@@ -112,6 +113,21 @@ def start_dovecot(tmp_path):
 
     def start(**kwargs) -> Dovecot:
         server = Dovecot(Path(tmp_path) / f"dovecot-{len(servers)}", **kwargs).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def pop3():
+    """Start scripted servers; all are stopped after the test."""
+    servers: list[ScriptedPOP3Server] = []
+
+    def start(messages=None, **kwargs) -> ScriptedPOP3Server:
+        server = ScriptedPOP3Server(messages, **kwargs).start()
         servers.append(server)
         return server
 

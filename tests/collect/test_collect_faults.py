@@ -81,21 +81,6 @@ class Clock:
 
 
 @pytest.fixture
-def pop3():
-    """Start scripted servers; all are stopped after the test."""
-    servers: list[ScriptedPOP3Server] = []
-
-    def start(messages=None, **kwargs) -> ScriptedPOP3Server:
-        server = ScriptedPOP3Server(messages, **kwargs).start()
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
-
-
-@pytest.fixture
 def account(tmp_path, db_url):
     """account(server, **keys) -> a config Account, loaded by the real loader."""
 

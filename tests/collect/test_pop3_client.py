@@ -44,18 +44,9 @@ APOP_TS = "<1896.697170952@dbc.mtview.ca.us>"
 
 
 @pytest.fixture
-def serve():
-    """Start scripted servers; all are stopped after the test."""
-    servers: list[ScriptedPOP3Server] = []
-
-    def start(messages=None, **kwargs) -> ScriptedPOP3Server:
-        server = ScriptedPOP3Server(messages, **kwargs).start()
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
+def serve(pop3):
+    """The scripted-server starter of tests/collect/conftest.py (``pop3`` is the module here)."""
+    return pop3
 
 
 def client(server: ScriptedPOP3Server, **kwargs) -> POP3Client:
