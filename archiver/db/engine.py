@@ -6,6 +6,9 @@ pass it (or sessions made from it) explicitly.
 
 from __future__ import annotations
 
+import enum
+from dataclasses import dataclass
+
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -17,7 +20,17 @@ from archiver.errors import DatabaseError
 
 #: The Alembic revision this code expects (``migrations/versions``). A test
 #: checks it equals the migration head, so a new migration must bump it.
-SCHEMA_REVISION = "0001"
+#:
+#: The compatibility window, so that nodes can be upgraded one at a time:
+#: revision ids are four-digit sequence numbers (a test enforces it), so
+#: "older" and "newer" need no Alembic. Since 0002 each migration records in
+#: the one-row ``schema_compat`` table the oldest code revision that can still
+#: run against the schema it leaves (an additive migration keeps the value it
+#: found; one that drops or redefines something older code uses sets its own
+#: revision). This code runs against its own revision, and against a newer
+#: one whose ``min_code_revision`` is not after SCHEMA_REVISION. So: run
+#: ``archiver db upgrade`` from one node, then upgrade the others' code.
+SCHEMA_REVISION = "0002"
 
 #: How long a SQLite writer waits for another writer before giving up (ms).
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -97,32 +110,124 @@ def current_revision(engine: Engine) -> str | None:
     except (OperationalError, ProgrammingError) as exc:
         if _is_missing_table(exc):
             return None
-        raise DatabaseError(
-            f"cannot use the archive database {describe_url(str(engine.url))}: {_short(exc)}"
-            f"{_hint(exc)}"
-        ) from exc
+        raise _unusable(engine, exc) from exc
 
 
-def require_current_schema(engine: Engine) -> None:
-    """Refuse to work on a database whose schema is missing or not this version's."""
-    where = describe_url(str(engine.url))
+class SchemaState(enum.Enum):
+    """How the database's schema revision relates to :data:`SCHEMA_REVISION`."""
+
+    MISSING = "missing"  # no archiver schema at all
+    CURRENT = "current"
+    OLDER = "older"  # `archiver db upgrade`
+    NEWER_COMPATIBLE = "newer-compatible"  # usable: the database says so
+    NEWER_INCOMPATIBLE = "newer-incompatible"  # upgrade archiver
+    UNKNOWN = "unknown"  # not a revision id of ours
+
+
+@dataclass(frozen=True)
+class SchemaStatus:
+    """The revision found, what it means for this code, and what to do about it."""
+
+    revision: str | None
+    state: SchemaState
+    #: From ``schema_compat``, read only for a newer revision.
+    min_code_revision: str | None = None
+
+    @property
+    def usable(self) -> bool:
+        return self.state in (SchemaState.CURRENT, SchemaState.NEWER_COMPATIBLE)
+
+    def problem(self, where: str) -> str | None:
+        """Why this code must not use the database ``where``, and what to do; None if usable."""
+        rev, ours = self.revision, SCHEMA_REVISION
+        if self.state is SchemaState.MISSING:
+            return (f"the archive database {where} has no archiver schema yet; "
+                    "run `archiver init` or `archiver db upgrade`")
+        if self.state is SchemaState.OLDER:
+            return (f"the archive database {where} is at schema revision {rev}, this archiver "
+                    f"needs {ours}; run `archiver db upgrade` (make a backup first)")
+        if self.state is SchemaState.NEWER_INCOMPATIBLE:
+            needs = (f"it needs archiver code of schema {self.min_code_revision} or later"
+                     if self.min_code_revision else "it names no older archiver that may use it")
+            return (f"this archive ({where}, schema {rev}) is newer than this archiver "
+                    f"(expects {ours}) and {needs}: upgrade archiver on this node")
+        if self.state is SchemaState.UNKNOWN:
+            return (f"the archive database {where} is at schema revision {rev!r}, which this "
+                    f"archiver (expects {ours}) does not know: use the archiver release that "
+                    "migrated it")
+        return None
+
+
+def classify_revision(revision: str | None, min_code_revision: str | None = None,
+                      expected: str = SCHEMA_REVISION) -> SchemaState:
+    """Where ``revision`` (and, for a newer one, its ``min_code_revision``) puts this code."""
+    if revision is None:
+        return SchemaState.MISSING
+    if revision == expected:
+        return SchemaState.CURRENT
+    found, ours = _revision_number(revision), _revision_number(expected)
+    if found is None or ours is None:
+        return SchemaState.UNKNOWN
+    if found < ours:
+        return SchemaState.OLDER
+    oldest = _revision_number(min_code_revision) if min_code_revision else None
+    if oldest is not None and oldest <= ours:
+        return SchemaState.NEWER_COMPATIBLE
+    return SchemaState.NEWER_INCOMPATIBLE
+
+
+def schema_status(engine: Engine) -> SchemaStatus:
+    """The database's revision against this code's (one query; two for a newer schema)."""
+    revision = current_revision(engine)
+    state = classify_revision(revision)
+    if state not in (SchemaState.NEWER_INCOMPATIBLE, SchemaState.NEWER_COMPATIBLE):
+        return SchemaStatus(revision, state)
+    oldest = _min_code_revision(engine)
+    return SchemaStatus(revision, classify_revision(revision, oldest), oldest)
+
+
+def require_current_schema(engine: Engine) -> SchemaStatus:
+    """Refuse to work on a database this code cannot use (see :data:`SCHEMA_REVISION`).
+
+    Accepted: this code's revision, or a newer one whose ``schema_compat``
+    row says this code may still use it. Runs at every command start: one
+    query in the usual case, no Alembic.
+    """
     missing = sqlite_file_missing(engine.url.render_as_string(hide_password=False))
     if missing:
         raise DatabaseError(
             f"there is no archive at {missing} yet; run `archiver init` to create it "
             "(or fix archive.database in config.toml)"
         )
-    rev = current_revision(engine)
-    if rev is None:
-        raise DatabaseError(
-            f"the archive database {where} has no archiver schema yet; "
-            "run `archiver init` or `archiver db upgrade`"
-        )
-    if rev != SCHEMA_REVISION:
-        raise DatabaseError(
-            f"the archive database {where} is at schema revision {rev}, this archiver "
-            f"needs {SCHEMA_REVISION}; run `archiver db upgrade` (make a backup first)"
-        )
+    status = schema_status(engine)
+    problem = status.problem(describe_url(str(engine.url)))
+    if problem:
+        raise DatabaseError(problem)
+    return status
+
+
+def _revision_number(revision: str) -> int | None:
+    return int(revision) if len(revision) == 4 and revision.isdigit() else None
+
+
+def _min_code_revision(engine: Engine) -> str | None:
+    try:
+        with engine.connect() as conn:
+            value = conn.execute(
+                text("SELECT min_code_revision FROM schema_compat WHERE id = 1")
+            ).scalar()
+    except (OperationalError, ProgrammingError) as exc:
+        if _is_missing_table(exc):
+            return None
+        raise _unusable(engine, exc) from exc
+    return str(value) if value is not None else None
+
+
+def _unusable(engine: Engine, exc: OperationalError | ProgrammingError) -> DatabaseError:
+    return DatabaseError(
+        f"cannot use the archive database {describe_url(str(engine.url))}: {_short(exc)}"
+        f"{_hint(exc)}"
+    )
 
 
 def _is_missing_table(exc: Exception) -> bool:

@@ -2,16 +2,33 @@
 
 Alembic is imported here only, and only when a schema command runs: it adds a
 quarter of a second to start-up that a collection pass should not pay.
+
+Locking, timeouts and transactions of a migration run are set up by
+``migrations/env.py`` (see its docstring): two nodes upgrading at once are
+serialised, the second finds nothing left to do.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from archiver.errors import DatabaseError
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+    from sqlalchemy import MetaData
+
+#: Defaults of the migration session settings (seconds); env.py has the same.
+LOCK_TIMEOUT_S = 30
+STATEMENT_TIMEOUT_S = 900
+MIGRATION_LOCK_WAIT_S = 900
 
 
 def migrations_dir() -> Path:
@@ -26,7 +43,11 @@ def migrations_dir() -> Path:
     )
 
 
-def _alembic_config(connection=None, metadata=None):
+def _alembic_config(
+    connection: Connection | None = None,
+    metadata: MetaData | None = None,
+    settings: dict[str, float] | None = None,
+) -> Config:
     from alembic.config import Config
 
     cfg = Config()
@@ -35,24 +56,58 @@ def _alembic_config(connection=None, metadata=None):
         cfg.attributes["connection"] = connection
     if metadata is not None:
         cfg.attributes["target_metadata"] = metadata
+    cfg.attributes.update(settings or {})
     return cfg
+
+
+def revisions() -> list[str]:
+    """Every revision id, oldest first."""
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(_alembic_config())
+    return [s.revision for s in reversed(list(script.walk_revisions()))]
 
 
 def head_revision() -> str:
     from alembic.script import ScriptDirectory
 
-    return ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    assert head is not None, "migrations/versions is empty"
+    return head
 
 
-def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str | None]:
-    """Upgrade the schema; returns (revision before, revision after)."""
+def upgrade(
+    engine: Engine,
+    revision: str = "head",
+    *,
+    lock_timeout: float = LOCK_TIMEOUT_S,
+    statement_timeout: float = STATEMENT_TIMEOUT_S,
+    migration_lock_wait: float = MIGRATION_LOCK_WAIT_S,
+) -> tuple[str | None, str | None]:
+    """Upgrade the schema; returns (revision before, revision after).
+
+    A database already newer than this archiver is left alone: returned as
+    is when it says this code may still use it, else refused with "upgrade
+    archiver" (Alembic would only say it cannot find the revision).
+    """
     from alembic import command
 
-    from archiver.db.engine import current_revision
+    from archiver.db.boundary import describe_url
+    from archiver.db.engine import SchemaState, current_revision, schema_status
 
-    before = current_revision(engine)
-    with engine.begin() as conn:
-        command.upgrade(_alembic_config(conn), revision)
+    status = schema_status(engine)
+    if status.state is SchemaState.NEWER_COMPATIBLE:
+        return status.revision, status.revision
+    if status.state in (SchemaState.NEWER_INCOMPATIBLE, SchemaState.UNKNOWN):
+        raise DatabaseError(status.problem(describe_url(str(engine.url))) or "")
+    settings = {"lock_timeout": lock_timeout, "statement_timeout": statement_timeout,
+                "migration_lock_wait": migration_lock_wait}
+    with _translated(engine, "upgrade"), engine.connect() as conn:
+        cfg = _alembic_config(conn, settings=settings)
+        command.upgrade(cfg, revision)
+    # As env.py read it once it held the migration lock: a node that waited
+    # for another's run reports (head, head), nothing done.
+    before: str | None = cfg.attributes.get("revision_before", status.revision)
     return before, current_revision(engine)
 
 
@@ -60,8 +115,42 @@ def downgrade(engine: Engine, revision: str = "base") -> None:
     """Walk the schema down (tests and emergencies; this destroys data)."""
     from alembic import command
 
-    with engine.begin() as conn:
+    with _translated(engine, "downgrade"), engine.connect() as conn:
         command.downgrade(_alembic_config(conn), revision)
+
+
+@contextmanager
+def _translated(engine: Engine, what: str) -> Iterator[None]:
+    """Turn what a migration run can fail with into a DatabaseError saying what to do."""
+    from archiver.db.boundary import describe_url, short_error, translate
+
+    try:
+        yield
+    except DatabaseError:
+        raise
+    except TimeoutError as exc:  # env.py: another node holds the migration lock
+        raise DatabaseError(f"schema {what} of {describe_url(str(engine.url))}: {exc}") from exc
+    except RuntimeError as exc:  # a migration refusing the data it found
+        raise DatabaseError(f"schema {what} of {describe_url(str(engine.url))}: {exc}") from exc
+    except SQLAlchemyError as exc:
+        if not (isinstance(exc, DBAPIError) and _is_timeout(exc)):
+            raise translate(exc, engine) from exc
+        raise DatabaseError(
+            f"schema {what} of {describe_url(str(engine.url))} stopped: {short_error(exc)}. "
+            "A migration waits only briefly for locks so that it does not stall the archive: "
+            "run it again when no long transaction (a large import, a collect run) holds "
+            "the tables"
+        ) from exc
+
+
+def _is_timeout(exc: DBAPIError) -> bool:
+    orig = exc.orig
+    sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    if sqlstate in ("55P03", "57014"):  # PostgreSQL lock_not_available, query_canceled
+        return True
+    code = orig.args[0] if orig is not None and orig.args else None
+    # MariaDB/MySQL: lock wait timeout, metadata lock timeout, max_statement_time.
+    return code in (1205, 1969, 3024)
 
 
 @dataclass(frozen=True)
@@ -77,8 +166,35 @@ class DriftReport:
         return self.revision == self.head and not self.differences
 
 
+def unmodelled(name: str | None) -> bool:
+    """Objects ``db check`` ignores: not declared in archiver.db.schema on purpose.
+
+    Full-text search machinery (tables, shadow tables, columns, indexes,
+    triggers named ``fts_*``, ``*_fts`` or ``*_fts_*``) is backend-specific
+    and built by its own migrations; ``sqlite_*`` are SQLite's own tables.
+    """
+    if not name:
+        return False
+    name = name.lower()
+    return name.startswith(("fts_", "sqlite_")) or name.endswith("_fts") or "_fts_" in name
+
+
+def _include_name(name: str | None, type_: str, parent_names: Any) -> bool:
+    if type_ == "table" or type_ == "index" or type_ == "column":
+        return not unmodelled(name)
+    return True
+
+
+def _include_object(obj: Any, name: str | None, type_: str, reflected: bool,
+                    compare_to: Any) -> bool:
+    if unmodelled(name):
+        return False
+    table = getattr(obj, "table", None)
+    return not unmodelled(getattr(table, "name", None))
+
+
 def check(engine: Engine) -> DriftReport:
-    """Compare the live schema with the models (Alembic autogenerate comparison)."""
+    """Compare the live schema with archiver.db.schema (Alembic autogenerate comparison)."""
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
@@ -86,12 +202,16 @@ def check(engine: Engine) -> DriftReport:
     from archiver.db.schema import metadata
 
     with engine.connect() as conn:
-        ctx = MigrationContext.configure(conn, opts={"compare_type": True})
+        ctx = MigrationContext.configure(
+            conn,
+            opts={"compare_type": True, "include_name": _include_name,
+                  "include_object": _include_object},
+        )
         diffs = compare_metadata(ctx, metadata)
     return DriftReport(current_revision(engine), head_revision(), [_describe(d) for d in diffs])
 
 
-def _describe(diff) -> str:
+def _describe(diff: Any) -> str:
     if isinstance(diff, list):  # column modifications come grouped
         return "; ".join(_describe(d) for d in diff)
     kind, *rest = diff
