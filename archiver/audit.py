@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import Connection, insert, select, update
 
 from archiver.db import schema
 
@@ -48,7 +48,11 @@ def current_actor() -> str:
 def append(conn: Connection, action: str, *, actor: str, target: str | None = None,
            details: dict | None = None, client: str | None = None,
            at: datetime | None = None) -> str:
-    """Append one entry inside the caller's transaction; returns its hash."""
+    """Append one entry inside the caller's unit of work; returns its hash.
+
+    The entry commits (or rolls back) with whatever else the caller does in
+    that transaction: a read audited here and the read itself are one unit.
+    """
     head = schema.audit_head
     log = schema.audit_log
     # Lock first, read second: see the module docstring.
@@ -64,12 +68,6 @@ def append(conn: Connection, action: str, *, actor: str, target: str | None = No
     )
     conn.execute(update(head).where(head.c.id == 1).values(last_hash=digest))
     return digest
-
-
-def record(engine: Engine, action: str, **kwargs) -> str:
-    """Append one entry in its own transaction."""
-    with engine.begin() as conn:
-        return append(conn, action, **kwargs)
 
 
 @dataclass(frozen=True)

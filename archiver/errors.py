@@ -10,7 +10,9 @@ No message built here may contain a password or token (DESIGN.md §2 rule 8).
     ArchiverError
     ├── ConfigError            bad config.toml (exit 2)
     ├── UsageError             bad command-line input (exit 2)
-    ├── DatabaseError          archive unreachable, schema missing or too old
+    ├── DatabaseError          archive unusable: schema missing, too old or too new,
+    │   │                      or a statement the database refused
+    │   └── DatabaseUnavailable  cannot connect, or the connection was lost: retry later
     ├── StoreError
     │   ├── MessageNotFound    no message has that id / prefix
     │   ├── AmbiguousId        a prefix matches several messages
@@ -67,7 +69,17 @@ class UsageError(ArchiverError):
 
 
 class DatabaseError(ArchiverError):
-    """The archive database cannot be used (unreachable, no schema, old schema)."""
+    """The archive database cannot be used (no schema, old schema) or refused a
+    statement. Raised by :mod:`archiver.db.boundary`, never a SQLAlchemy error."""
+
+
+class DatabaseUnavailable(DatabaseError):
+    """The archive database cannot be reached, or the connection was lost.
+
+    Retrying later can help (the server restarts, the network comes back).
+    """
+
+    retryable = True
 
 
 class StoreError(ArchiverError):

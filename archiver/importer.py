@@ -1,7 +1,7 @@
 """``archiver import``: back-fill the archive from mbox files, maildirs and .eml files.
 
 Every message is converted to POP3 wire form while it is read (DESIGN.md §2
-rule 3) and stored through the same :class:`~archiver.store.store.MessageStore`
+rule 3) and stored through the same :class:`~archiver.store.ingest.MessageStore`
 as collected mail, so the dedup rules are the same: content is stored once per
 SHA-256, and importing the same files again records nothing new.
 
@@ -18,7 +18,7 @@ from pathlib import Path
 
 from archiver.errors import ImportSourceError, UsageError
 from archiver.store.spool import Spool, WireFormWriter
-from archiver.store.store import ARCHIVED, MessageStore, Origin
+from archiver.store.ingest import MessageStore, Origin, Outcome
 
 FORMATS = ("mbox", "maildir", "eml")
 #: Messages per transaction, and bytes per transaction.
@@ -263,7 +263,7 @@ def import_path(
             return
         try:
             for res in store.store_batch(batch):
-                if res.outcome == ARCHIVED:
+                if res.outcome == Outcome.ARCHIVED:
                     report.archived += 1
                     report.bytes += res.size
                 else:

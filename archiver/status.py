@@ -2,28 +2,28 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import Engine, func, select
 
 from archiver.db import schema
+from archiver.db.unit import reading
 
 
-#: Newest messages listed by ``status``.
-RECENT = 5
-
-
-def archive_status(engine: Engine, configured: list[str] | tuple[str, ...] = ()) -> dict:
+def archive_status(engine: Engine, configured: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
     """The ``status --json`` document (DESIGN.md §4).
 
     Accounts are the configured ones (in config order) followed by any others
     the archive knows (import-only accounts, accounts since removed from the
     config). ``next_run`` is known only to a running scheduler; null here.
-    ``recent`` lists the newest archived messages with their ids.
+    ``status`` is the ops command: it shows no message content (not even
+    subjects or senders); ``archiver search`` lists messages, audited.
     """
     m = schema.messages
     d = schema.deliveries
     acc = schema.accounts
     r = schema.collection_runs
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         n, total = conn.execute(select(func.count(m.c.id), func.coalesce(func.sum(m.c.size), 0))).one()
         per_account = dict(
             conn.execute(
@@ -43,11 +43,6 @@ def archive_status(engine: Engine, configured: list[str] | tuple[str, ...] = ())
                 .join(r, r.c.id == latest.c.run_id)
             )
         }
-        # The newest archived messages, so there is always an id to try `show` on.
-        recent = conn.execute(
-            select(m.c.sha256, m.c.sort_date, m.c.from_display, m.c.subject)
-            .order_by(m.c.archived_at.desc(), m.c.id.desc()).limit(RECENT)
-        ).all()
     names = list(dict.fromkeys([*configured, *sorted(per_account)]))
     accounts = []
     for name in names:
@@ -65,14 +60,10 @@ def archive_status(engine: Engine, configured: list[str] | tuple[str, ...] = ())
         "messages": int(n),
         "bytes": int(total),
         "accounts": accounts,
-        "recent": [
-            {"id": sha, "date": when.isoformat(), "from": sender, "subject": subject}
-            for sha, when, sender, subject in recent
-        ],
     }
 
 
-def _run_json(run) -> dict:
+def _run_json(run: Any) -> dict[str, Any]:
     return {
         "started_at": run.started_at.isoformat(),
         "finished_at": run.finished_at.isoformat() if run.finished_at else None,

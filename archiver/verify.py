@@ -5,8 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from sqlalchemy import Engine
+
 from archiver import audit
-from archiver.store.store import MessageStore
+from archiver.db.unit import reading
+from archiver.store import content
 
 
 @dataclass
@@ -35,17 +38,18 @@ class VerifyReport:
         }
 
 
-def verify_archive(store: MessageStore, progress: Callable[[int], None] | None = None) -> VerifyReport:
+def verify_archive(engine: Engine, progress: Callable[[int], None] | None = None) -> VerifyReport:
     """Re-read every message, recompute its SHA-256 and size, then check the audit chain.
 
-    ``progress(n_bytes)`` is called after each message.
+    ``progress(n_bytes)`` is called after each message. Content is read here
+    only to be hashed, never shown, so it does not go through the reading service.
     """
     report = VerifyReport()
-    with store.engine.connect() as conn:
-        for msg in store.iter_messages(conn):
+    with reading(engine) as conn:
+        for msg in content.iter_messages(conn):
             report.messages += 1
             report.bytes += msg.size
-            problem = store.check_content(conn, msg)
+            problem = content.check_content(conn, msg)
             if problem:
                 report.damaged.append({"id": msg.sha256, "problem": problem})
             if progress:

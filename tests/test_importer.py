@@ -8,7 +8,7 @@ import os
 import pytest
 from sqlalchemy import func, select
 
-from archiver.db.models import Delivery, Message
+from archiver.db import schema
 from archiver.errors import ImportSourceError
 from archiver.importer import MailSource, detect_format, import_path
 from archiver.store.spool import to_wire_form
@@ -24,7 +24,7 @@ def sha(raw: bytes) -> str:
 
 def stored_shas(engine) -> set[str]:
     with engine.connect() as conn:
-        return set(conn.execute(select(Message.sha256)).scalars())
+        return set(conn.execute(select(schema.messages.c.sha256)).scalars())
 
 
 def write_mbox(path, messages):
@@ -64,8 +64,8 @@ def test_second_import_stores_nothing_new(store, engine, tmp_path):
     _, again = import_path(store, path)
     assert (again.archived, again.duplicates) == (0, 2)
     with engine.connect() as conn:
-        assert conn.execute(select(func.count()).select_from(Delivery)).scalar() == 2
-        assert conn.execute(select(func.count()).select_from(Message)).scalar() == 2
+        assert conn.execute(select(func.count()).select_from(schema.deliveries)).scalar() == 2
+        assert conn.execute(select(func.count()).select_from(schema.messages)).scalar() == 2
 
 
 def test_maildir_with_subfolders(store, engine, tmp_path):
@@ -81,7 +81,7 @@ def test_maildir_with_subfolders(store, engine, tmp_path):
     _, report = import_path(store, root, account="legacy")
     assert (report.files, report.archived) == (3, 3)
     with engine.connect() as conn:
-        folders = dict(conn.execute(select(Delivery.source, Delivery.folder)).all())
+        folders = dict(conn.execute(select(schema.deliveries.c.source, schema.deliveries.c.folder)).all())
     assert folders[str(root / ".Archive" / "cur" / "3.host:2,S")] == "Archive"
     assert folders[str(root / "new" / "1.host")] is None
 

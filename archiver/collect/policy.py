@@ -8,9 +8,21 @@ injected ``now``.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+
+__all__ = [
+    "KnownDelivery",
+    "PassPlan",
+    "UIDL_MAX",
+    "deletion_due",
+    "deletions",
+    "plan_pass",
+    "plan_pass_without_uidl",
+    "plan_warnings",
+    "valid_uidl",
+]
 
 #: RFC 1939: a unique-id is 1 to 70 characters in the range 0x21 to 0x7E.
 UIDL_MAX = 70
@@ -75,6 +87,10 @@ class PassPlan:
     #: the listing looks like a server migration: deletions are suspended this pass
     migration: bool = False
     new_count: int = 0
+    #: a message fetched this pass is due for DELE as soon as its delivery is committed
+    delete_on_commit: bool = False
+    #: the server has no UIDL: messages are known by content hash only
+    without_uidl: bool = False
 
 
 #: A migration is declared when at least this many known UIDLs existed, and at
@@ -150,8 +166,36 @@ def plan_pass(
         plan.migration = True
         plan.delete_known = []
 
+    # Fetched now, due now: delete-at-once (or a delete_after of zero) deletes
+    # a message in the pass that archives it -- except in a migration.
+    plan.delete_on_commit = not plan.migration and deletion_due(
+        leave_on_server, delete_after, now, now)
+    _choose_fetches(plan, sorted(new) + sorted(plan.changed), sizes,
+                    max_message_size, max_messages, max_bytes)
+    return plan
+
+
+def plan_pass_without_uidl(sizes: dict[int, int], *, max_message_size: int, max_messages: int,
+                           max_bytes: int) -> PassPlan:
+    """A pass on a server without UIDL (only with ``leave_on_server = false``):
+    fetch everything within the limits, delete each message once it is committed.
+
+    Without UIDLs a message is recognised by its content hash: one archived by
+    a pass that died before QUIT is found again, recorded as known, and
+    deleted this time.
+    """
+    plan = PassPlan(without_uidl=True, delete_on_commit=True, new_count=len(sizes))
+    _choose_fetches(plan, sorted(sizes), sizes, max_message_size, max_messages, max_bytes)
+    plan.new_count = len(plan.fetch)
+    return plan
+
+
+def _choose_fetches(plan: PassPlan, candidates: list[int], sizes: dict[int, int],
+                    max_message_size: int, max_messages: int, max_bytes: int) -> None:
+    """Fill ``plan.fetch`` from ``candidates`` in order within the per-pass limits;
+    the first message is fetched even if it alone exceeds ``max_bytes``."""
     budget_msgs, budget_bytes = max_messages, max_bytes
-    for msgnum in sorted(new) + sorted(plan.changed):
+    for msgnum in candidates:
         size = sizes.get(msgnum, 0)
         if size > max_message_size:
             plan.too_large.append(msgnum)
@@ -162,4 +206,67 @@ def plan_pass(
         plan.fetch.append(msgnum)
         budget_msgs -= 1
         budget_bytes -= size
-    return plan
+
+
+def deletions(plan: PassPlan, committed: Iterable[int], *, stopping: bool) -> list[int]:
+    """The msgnums to DELE at the end of a pass, in server order.
+
+    Only messages whose delivery is committed (``committed``: msgnums whose
+    batch the writer reported as committed) or that were archived before
+    (``plan.delete_known``) are candidates; a pass that was asked to stop
+    deletes nothing (the next one will).
+    """
+    if stopping:
+        return []
+    due = set(plan.delete_known)
+    if plan.delete_on_commit:
+        due.update(committed)
+    return sorted(due)
+
+
+def plan_warnings(plan: PassPlan, sizes: Mapping[int, int], max_message_size: int,
+                  ) -> tuple[int, list[str]]:
+    """(messages left on the server because of a problem, warnings) for a plan."""
+    skipped = 0
+    warnings: list[str] = []
+    if plan.without_uidl:
+        warnings.append("server has no UIDL: recognising messages by content hash only")
+    if plan.quarantined:
+        skipped += len(plan.quarantined)
+        warnings.append(
+            f"{len(plan.quarantined)} message(s) with invalid UIDLs (RFC 1939 allows 1-70 "
+            f"printable characters) quarantined on the server, neither fetched nor deleted: "
+            + ", ".join(repr(u[:80]) for u in plan.quarantined[:5]))
+    if plan.duplicate_uidls:
+        warnings.append(
+            f"the server listed {len(plan.duplicate_uidls)} duplicate UIDL(s); each is archived "
+            "once and the extra copies are left alone: "
+            + ", ".join(repr(u) for u in plan.duplicate_uidls[:5]))
+    for msgnum in plan.too_large:
+        skipped += 1
+        uidl = f"UIDL {plan.listed[msgnum]}, " if msgnum in plan.listed else ""
+        warnings.append(
+            f"message {msgnum} ({uidl}{sizes.get(msgnum)} bytes) exceeds "
+            f"max_message_size ({max_message_size} bytes); left on the server")
+    if plan.changed:
+        warnings.append(
+            f"{len(plan.changed)} known UIDL(s) now list a different size or are back on the "
+            "server after being gone; fetching them again (the content hash decides) and not "
+            "deleting them on the old evidence")
+    if plan.tombstones_held:
+        skipped += len(plan.tombstones_held)
+        warnings.append(
+            f"{len(plan.tombstones_held)} UIDL(s) of purged messages are listed with another "
+            "size or again after being gone; they are neither fetched again (a purged message "
+            "is never re-archived) nor deleted: "
+            + ", ".join(repr(plan.listed[n]) for n in plan.tombstones_held[:5]))
+    if plan.migration:
+        warnings.append(
+            f"most known UIDLs vanished ({len(plan.vanished)}) and {plan.new_count} unknown "
+            "appeared: this looks like a server migration. Archiving by content hash and "
+            "deleting nothing on the server this pass.")
+    if plan.deferred:
+        warnings.append(
+            f"{plan.deferred} new message(s) left for the next pass "
+            "(max_messages_per_pass / max_bytes_per_pass)")
+    return skipped, warnings

@@ -613,7 +613,7 @@ class POP3Client:
         entries = self._parse_listing("UIDL", body, _UIDL_LINE, _UIDL_LOOSE)
         return [(int(num), uid) for num, uid in entries]
 
-    def list(self) -> dict[int, int]:
+    def list_sizes(self) -> dict[int, int]:
         """LIST: ``{msgnum: size in octets}`` as the server reports it."""
         deadline = time.monotonic() + self.command_deadline
         self._send(b"LIST\r\n", "LIST")

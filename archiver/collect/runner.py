@@ -8,7 +8,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 from archiver.collect.pop3 import POP3Client
-from archiver.collect.service import (
+from archiver.collect.collector import (
     Collector,
     PassProgress,
     PassReport,
@@ -16,7 +16,7 @@ from archiver.collect.service import (
     user_capabilities,
 )
 from archiver.errors import CollectError
-from archiver.store.store import MessageStore
+from archiver.store.ingest import MessageStore
 
 
 def collect_accounts(store: MessageStore, accounts: list, max_concurrent: int = 4, *,

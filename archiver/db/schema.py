@@ -47,6 +47,7 @@ from sqlalchemy import (
     String,
     Table,
     UniqueConstraint,
+    true,
 )
 
 from archiver.db.types import (
@@ -159,7 +160,8 @@ messages = Table(
     # arrives, so a recompute finds exactly what changed.
     Column("keep_until", UTCDateTime(), index=True),
     Column("purge_after", UTCDateTime(), index=True),
-    Column("retention_stale", Boolean(), nullable=False, default=True, index=True),
+    Column("retention_stale", Boolean(), nullable=False, default=True, server_default=true(),
+           index=True),
     CheckConstraint("size >= 0", name="size_nonnegative"),
 )
 

@@ -21,10 +21,11 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import select
 
-from archiver.collect.service import Collector
-from archiver.db.models import Account, CollectionRun, Delivery, Message
-from archiver.store.store import MessageStore
-from archiver.testing.corpus import generate_mix, to_wire, tricky_cases
+from archiver.collect.collector import Collector
+from archiver.db import schema
+from archiver.store import content
+from archiver.store.ingest import MessageStore
+from tests.support.corpus import generate_mix, to_wire, tricky_cases
 from tests.collect.accounts import make_config, write_config
 from tests.conftest import run_cli
 
@@ -48,14 +49,14 @@ def file_form(messages: list[bytes]) -> list[bytes]:
 
 def archived(engine) -> dict[str, int]:
     """{sha256: size} of every message in the archive."""
-    m = Message.__table__
+    m = schema.messages
     with engine.connect() as conn:
         return dict(conn.execute(select(m.c.sha256, m.c.size)).all())
 
 
 def deliveries(engine, account: str | None = None) -> list:
     """Delivery rows (account, uidl, sha256, deleted_on_server_at, first_seen_at)."""
-    d, m, a = Delivery.__table__, Message.__table__, Account.__table__
+    d, m, a = schema.deliveries, schema.messages, schema.accounts
     joined = d.join(a, a.c.id == d.c.account_id).outerjoin(m, m.c.id == d.c.message_id)
     query = select(a.c.name.label("account"), d.c.uidl, m.c.sha256, d.c.deleted_on_server_at,
                    d.c.first_seen_at).select_from(joined)
@@ -66,7 +67,7 @@ def deliveries(engine, account: str | None = None) -> list:
 
 
 def runs(engine) -> list:
-    r = CollectionRun.__table__
+    r = schema.collection_runs
     with engine.connect() as conn:
         return conn.execute(select(r).order_by(r.c.id)).all()
 
@@ -77,7 +78,7 @@ def assert_archive_holds(store: MessageStore, delivered: list[bytes]) -> None:
     assert set(archived(store.engine)) == set(wire)
     with store.engine.connect() as conn:
         for digest, data in wire.items():
-            assert store.read_bytes(conn, store.resolve(conn, digest)) == data
+            assert content.read_bytes(conn, content.resolve(conn, digest)) == data
 
 
 def account_of(tmp_path, db_url, acc: dict):
@@ -400,9 +401,9 @@ def test_fifty_megabyte_message(store, mailbox, tmp_path, db_url):
     check(report, status="ok", archived=1, bytes=len(wire))
     assert archived(store.engine) == {sha(wire): len(wire)}
     with store.engine.connect() as conn:
-        msg = store.resolve(conn, sha(wire))
+        msg = content.resolve(conn, sha(wire))
         digest, size = hashlib.sha256(), 0
-        for block in store.iter_content(conn, msg):
+        for block in content.iter_content(conn, msg):
             digest.update(block)
             size += len(block)
     assert (digest.hexdigest(), size) == (sha(wire), len(wire))
@@ -539,7 +540,7 @@ def test_imported_then_collected_is_stored_once(db_url, mailbox, tmp_path, engin
 
 
 def test_demo_end_to_end(tmp_path):
-    from archiver.testing.dovecot import require_dovecot
+    from tests.support.dovecot import require_dovecot
 
     require_dovecot()
     result = run_cli("demo", "--dir", str(tmp_path / "demo"), "--messages", "40", "--json",

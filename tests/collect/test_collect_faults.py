@@ -1,6 +1,6 @@
 """The collection pass against faults a real Dovecot will not produce on demand.
 
-Each test runs archiver.collect.service.Collector on a real, migrated archive
+Each test runs archiver.collect.collector.Collector on a real, migrated archive
 (the ``store`` fixture: SQLite, PostgreSQL and MariaDB/MySQL) against the
 scripted POP3 server, and checks real outcomes: the messages in the archive
 (by SHA-256), the Delivery rows, what is left in ``server.mailbox``, the
@@ -19,25 +19,17 @@ import logging
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import delete, select, update
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import delete, select
+from archiver.errors import DatabaseError, DatabaseUnavailable
 
-from archiver.collect import service
+from archiver.collect import collector as collection
 from archiver.collect.pop3 import POP3Client
 from archiver.collect.runner import collect_accounts
-from archiver.collect.service import Collector
-from archiver.db.models import (
-    Account,
-    Attachment,
-    CollectionRun,
-    Delivery,
-    Message,
-    MessageAddress,
-    MessageChunk,
-    MessageText,
-)
-from archiver.store.store import MessageStore
-from archiver.testing.pop3server import ScriptedPOP3Server
+from archiver.collect.collector import Collector
+from archiver.db import schema
+from archiver.store import content, deliveries as ledger
+from archiver.store.ingest import MessageStore
+from tests.support.pop3server import ScriptedPOP3Server
 from tests.collect.accounts import account_for, make_config
 
 T0 = datetime(2026, 1, 5, 9, 0, 0, tzinfo=timezone.utc)
@@ -82,7 +74,7 @@ class Clock:
 
 @pytest.fixture
 def account(tmp_path, db_url):
-    """account(server, **keys) -> a config Account, loaded by the real loader."""
+    """account(server, **keys) -> a config schema.accounts, loaded by the real loader."""
 
     def build(server, name: str = "acct", **overrides):
         keys = account_for(server, name, timeout="5s")
@@ -94,22 +86,22 @@ def account(tmp_path, db_url):
 
 def archive(engine) -> set[str]:
     with engine.connect() as conn:
-        return set(conn.execute(select(Message.sha256)).scalars())
+        return set(conn.execute(select(schema.messages.c.sha256)).scalars())
 
 
 def archived_bytes(store: MessageStore, digest: str) -> bytes:
     with store.engine.connect() as conn:
-        return store.read_bytes(conn, store.resolve(conn, digest))
+        return content.read_bytes(conn, content.resolve(conn, digest))
 
 
 def deliveries(engine, account: str | None = None) -> list:
     """Delivery rows: account, uidl, sha256 (None for a tombstone), server_size,
-    deleted_on_server_at, tombstone."""
-    d, m, a = Delivery.__table__, Message.__table__, Account.__table__
+    deleted_on_server_at, tombstone (state purged), state, former_uidl."""
+    d, m, a = schema.deliveries, schema.messages, schema.accounts
     query = (
         select(a.c.name.label("account"), d.c.uidl, m.c.sha256, d.c.server_size,
                d.c.deleted_on_server_at,
-               d.c.tombstone)
+               (d.c.state == "purged").label("tombstone"), d.c.state, d.c.former_uidl)
         .select_from(d.join(a, a.c.id == d.c.account_id).outerjoin(m, m.c.id == d.c.message_id))
         .order_by(d.c.id)
     )
@@ -124,14 +116,14 @@ def by_uidl(engine, account: str = "acct") -> dict:
 
 
 def runs(engine) -> list:
-    r = CollectionRun.__table__
+    r = schema.collection_runs
     with engine.connect() as conn:
         return conn.execute(select(r).order_by(r.c.id)).all()
 
 
 def check_run(engine, report) -> None:
     """The CollectionRun row of the pass says what the PassReport says."""
-    a, r = Account.__table__, CollectionRun.__table__
+    a, r = schema.accounts, schema.collection_runs
     with engine.connect() as conn:
         row = conn.execute(
             select(r).join(a, a.c.id == r.c.account_id).where(a.c.name == report.account)
@@ -247,7 +239,7 @@ def test_quit_answered_err_records_no_deletion(store, pop3, account):
 
 def test_database_failure_mid_pass_deletes_nothing_and_next_pass_finishes(
         store, pop3, account, monkeypatch):
-    monkeypatch.setattr(service, "BATCH_MESSAGES", 2)
+    monkeypatch.setattr(collection, "BATCH_MESSAGES", 2)
     msgs = [(f"u{i}", mail(i)) for i in range(1, 6)]
     server = pop3(msgs)
     acct = account(server, leave_on_server=False)
@@ -257,7 +249,7 @@ def test_database_failure_mid_pass_deletes_nothing_and_next_pass_finishes(
     def flaky(items, **kw):
         calls.append(len(items))
         if len(calls) >= 2:  # from the 2nd batch on, the database is gone
-            raise OperationalError("INSERT INTO messages", {}, Exception("server has gone away"))
+            raise DatabaseUnavailable("cannot reach the archive database: server has gone away")
         return real(items, **kw)
 
     monkeypatch.setattr(store, "store_batch", flaky)
@@ -287,7 +279,7 @@ def test_a_message_the_database_refuses_stays_on_the_server_and_the_pass_goes_on
 
     def picky(items, **kw):
         if any(spool.sha256 == refused for spool, _ in items):
-            raise OperationalError("INSERT INTO messages", {}, Exception("value too long"))
+            raise DatabaseError("error in the archive database: value too long")
         return real(items, **kw)
 
     monkeypatch.setattr(store, "store_batch", picky)
@@ -893,15 +885,15 @@ def test_leave_on_server_false_deletes_in_the_same_pass(store, pop3, account):
 
 def _purge(engine, uidl: str) -> str:
     """What purge does to one message: content gone, the delivery left as a tombstone."""
-    d, m = Delivery.__table__, Message.__table__
+    d, m = schema.deliveries, schema.messages
     with engine.begin() as conn:
         msg_id, digest = conn.execute(
             select(m.c.id, m.c.sha256).join(d, d.c.message_id == m.c.id).where(d.c.uidl == uidl)
         ).one()
-        conn.execute(update(d).where(d.c.message_id == msg_id).values(message_id=None,
-                                                                     tombstone=True))
-        for table in (MessageChunk, MessageText, MessageAddress, Attachment):
-            conn.execute(delete(table.__table__).where(table.__table__.c.message_id == msg_id))
+        ledger.tombstone(conn, [msg_id])
+        for table in (schema.message_chunks, schema.message_texts, schema.message_addresses,
+                      schema.attachments):
+            conn.execute(delete(table).where(table.c.message_id == msg_id))
         conn.execute(delete(m).where(m.c.id == msg_id))
     return digest
 
@@ -1024,7 +1016,7 @@ def test_vanished_message_is_marked_and_not_stored_twice_when_back(store, pop3, 
 def test_expire_capability_contradicting_the_policy_is_warned(
         store, pop3, account, tmp_path, db_url, expire, policy, warned):
     from archiver.collect.runner import check_account
-    from archiver.testing.pop3server import DEFAULT_CAPABILITIES
+    from tests.support.pop3server import DEFAULT_CAPABILITIES
 
     server = pop3([("u1", mail(1))], capabilities=[*DEFAULT_CAPABILITIES, expire])
     acct = account(server, **policy)
@@ -1043,7 +1035,7 @@ def test_expire_capability_contradicting_the_policy_is_warned(
 def test_per_user_expire_is_read_after_login(store, pop3, account):
     """RFC 2449: "EXPIRE 30 USER" before login means the real value comes after it."""
     from archiver.collect.runner import check_account
-    from archiver.testing.pop3server import DEFAULT_CAPABILITIES
+    from tests.support.pop3server import DEFAULT_CAPABILITIES
 
     server = pop3([("u1", mail(1))], capabilities=[*DEFAULT_CAPABILITIES, "EXPIRE 30 USER"])
 

@@ -34,7 +34,7 @@ from archiver.errors import (
     TLSError,
     UIDLUnsupported,
 )
-from archiver.testing.pop3server import ScriptedPOP3Server
+from tests.support.pop3server import ScriptedPOP3Server
 
 NO_PIPELINING = ["TOP", "UIDL", "USER", "RESP-CODES", "AUTH-RESP-CODE", "SASL PLAIN XOAUTH2"]
 APOP_TS = "<1896.697170952@dbc.mtview.ca.us>"
@@ -111,7 +111,7 @@ def test_retr_is_byte_exact_for_tricky_bodies(serve, name):
     data = TRICKY[name]
     server = serve([("u1", data)])
     with session(server) as pop:
-        assert pop.list() == {1: len(wire_form(data))}
+        assert pop.list_sizes() == {1: len(wire_form(data))}
         assert fetch(pop, 1) == wire_form(data)
         pop.noop()  # still in step with the server
 
@@ -264,7 +264,7 @@ def test_list_size_may_differ_from_retr(serve):
     server = serve([("a", b"12345678\r\n")])
     server.set_list_size(1, 3)
     with session(server) as pop:
-        assert pop.list() == {1: 3}
+        assert pop.list_sizes() == {1: 3}
         assert fetch(pop, 1, size_hint=3) == b"12345678\r\n"
 
 
@@ -321,17 +321,15 @@ def test_malformed_listing_is_a_protocol_error(serve):
             pop.uidl()
 
 
-def test_hundred_thousand_entries_parse_quickly(serve):
+def test_hundred_thousand_entries_parse(serve):
+    # Correctness only: how fast is bench/ingest.py's business (no timed tests).
     server = serve([(None, b"x\r\n")] * 100_000)
     with session(server) as pop:
-        started = time.perf_counter()
         listing = pop.uidl()
-        sizes = pop.list()
-        elapsed = time.perf_counter() - started
+        sizes = pop.list_sizes()
     assert len(listing) == 100_000 and listing[-1][0] == 100_000
     assert len(set(uid for _, uid in listing)) == 100_000
     assert sizes[100_000] == 3
-    assert elapsed < 2.0, f"UIDL + LIST of 100k took {elapsed:.2f}s"  # ~0.2 s, mostly server
 
 
 def test_mailbox_migration_and_uidl_reuse_between_sessions(serve):

@@ -14,10 +14,13 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select, text, update
 
 from archiver.db.engine import create_archive_engine
-from archiver.db.models import Delivery, Message, MessageAddress, MessageChunk
+from archiver.db import schema
 from archiver.errors import AmbiguousId, MessageNotFound, UsageError
 from archiver.store.spool import Spool
-from archiver.store.store import ARCHIVED, DUPLICATE, KNOWN, MessageStore, Origin
+from archiver.store import content
+from archiver.store.ingest import MessageStore, Origin, Outcome
+
+ARCHIVED, DUPLICATE, KNOWN = Outcome.ARCHIVED, Outcome.DUPLICATE, Outcome.KNOWN
 
 SIMPLE = (b"From: Alice <alice@example.com>\r\nTo: bob@example.org\r\nSubject: hello\r\n"
           b"Message-ID: <1@example.com>\r\nDate: Mon, 2 Mar 2026 10:00:00 +0100\r\n\r\nHi Bob!\r\n")
@@ -29,7 +32,7 @@ def put(store, raw: bytes, origin: Origin):
 
 def read_back(store, ident: str) -> bytes:
     with store.engine.connect() as conn:
-        return store.read_bytes(conn, store.resolve(conn, ident))
+        return content.read_bytes(conn, content.resolve(conn, ident))
 
 
 def count(engine, table) -> int:
@@ -43,14 +46,14 @@ def test_round_trip_and_metadata(store, engine):
     assert res.sha256 == hashlib.sha256(SIMPLE).hexdigest()
     assert read_back(store, res.sha256) == SIMPLE
     with engine.connect() as conn:
-        row = conn.execute(select(Message.__table__)).one()
+        row = conn.execute(select(schema.messages)).one()
         assert row.subject == "hello"
         assert row.from_address == "alice@example.com"
         assert row.message_id_header == "<1@example.com>"
         assert row.date.isoformat() == "2026-03-02T09:00:00+00:00"
         assert row.sort_date == row.date
-        roles = conn.execute(select(MessageAddress.role, MessageAddress.address)
-                             .order_by(MessageAddress.position)).all()
+        roles = conn.execute(select(schema.message_addresses.c.role, schema.message_addresses.c.address)
+                             .order_by(schema.message_addresses.c.position)).all()
         assert [tuple(r) for r in roles] == [("from", "alice@example.com"), ("to", "bob@example.org")]
 
 
@@ -61,15 +64,15 @@ def test_single_instance_with_every_delivery_recorded(store, engine):
         (Spool.from_bytes(SIMPLE), Origin("import")),
     ])
     assert [r.outcome for r in results] == [ARCHIVED, DUPLICATE, DUPLICATE]
-    assert count(engine, Message.__table__) == 1
-    assert count(engine, Delivery.__table__) == 3
+    assert count(engine, schema.messages) == 1
+    assert count(engine, schema.deliveries) == 3
     # Re-delivering the same (account, UIDL) or re-importing changes nothing.
     again = store.store_batch([
         (Spool.from_bytes(SIMPLE), Origin("sales", uidl="a")),
         (Spool.from_bytes(SIMPLE), Origin("import")),
     ])
     assert [r.outcome for r in again] == [KNOWN, KNOWN]
-    assert count(engine, Delivery.__table__) == 3
+    assert count(engine, schema.deliveries) == 3
 
 
 def test_uidls_are_case_sensitive(store, engine):
@@ -78,7 +81,7 @@ def test_uidls_are_case_sensitive(store, engine):
         (Spool.from_bytes(SIMPLE), Origin("sales", uidl="abc")),
         (Spool.from_bytes(SIMPLE + b"x"), Origin("sales", uidl="ABC")),
     ])
-    assert count(engine, Delivery.__table__) == 2
+    assert count(engine, schema.deliveries) == 2
 
 
 def test_superseding_a_reused_uidl_keeps_both_messages(store, engine):
@@ -86,12 +89,12 @@ def test_superseding_a_reused_uidl_keeps_both_messages(store, engine):
     other = SIMPLE.replace(b"Hi Bob", b"Other")
     # Without supersede the known UIDL is left alone.
     assert put(store, other, Origin("sales", uidl="u1")).outcome == KNOWN
-    assert count(engine, Message.__table__) == 1
+    assert count(engine, schema.messages) == 1
     res = put(store, other, Origin("sales", uidl="u1", supersede=True))
     assert res.outcome == ARCHIVED
     with engine.connect() as conn:
-        rows = conn.execute(select(Delivery.uidl, Message.sha256)
-                            .join(Message, Message.id == Delivery.message_id)).all()
+        rows = conn.execute(select(schema.deliveries.c.uidl, schema.messages.c.sha256)
+                            .join(schema.messages, schema.messages.c.id == schema.deliveries.c.message_id)).all()
     assert sorted(rows, key=lambda r: r[1] == first.sha256) == [("u1", res.sha256), (None, first.sha256)]
 
 
@@ -101,11 +104,11 @@ def test_resolve_prefixes(store):
     assert read_back(store, a.upper()) == SIMPLE
     with store.engine.connect() as conn:
         with pytest.raises(UsageError, match="at least 8"):
-            store.resolve(conn, a[:7])
+            content.resolve(conn, a[:7])
         with pytest.raises(UsageError):
-            store.resolve(conn, "zzzzzzzzzz")
+            content.resolve(conn, "zzzzzzzzzz")
         with pytest.raises(MessageNotFound):
-            store.resolve(conn, "0" * 64 if not a.startswith("0" * 8) else "f" * 64)
+            content.resolve(conn, "0" * 64 if not a.startswith("0" * 8) else "f" * 64)
 
 
 def test_ambiguous_prefix(store):
@@ -113,14 +116,14 @@ def test_ambiguous_prefix(store):
     # second row sharing the prefix instead.
     sha = put(store, SIMPLE, Origin("x")).sha256
     with store.engine.begin() as conn:
-        row = conn.execute(select(Message.__table__).where(Message.sha256 == sha)).one()._asdict()
+        row = conn.execute(select(schema.messages).where(schema.messages.c.sha256 == sha)).one()._asdict()
         row.pop("id")
         row["sha256"] = sha[:10] + "0" * 54 if sha[10:] != "0" * 54 else sha[:10] + "1" * 54
-        conn.execute(Message.__table__.insert().values(**row))
+        conn.execute(schema.messages.insert().values(**row))
     with store.engine.connect() as conn:
         with pytest.raises(AmbiguousId, match="several"):
-            store.resolve(conn, sha[:10])
-        assert store.resolve(conn, sha).sha256 == sha
+            content.resolve(conn, sha[:10])
+        assert content.resolve(conn, sha).sha256 == sha
 
 
 def test_concurrent_writers_never_duplicate(db_url):
@@ -129,7 +132,7 @@ def test_concurrent_writers_never_duplicate(db_url):
         import sys
         from archiver.db.engine import create_archive_engine
         from archiver.store.spool import Spool
-        from archiver.store.store import MessageStore, Origin
+        from archiver.store.ingest import MessageStore, Origin
         store = MessageStore(create_archive_engine({db_url!r}))
         who = sys.argv[1]
         for i in range(40):
@@ -139,8 +142,8 @@ def test_concurrent_writers_never_duplicate(db_url):
     procs = [subprocess.Popen([sys.executable, "-c", script, name]) for name in ("a", "b")]
     assert [p.wait(timeout=120) for p in procs] == [0, 0]
     eng = create_archive_engine(db_url)
-    assert count(eng, Message.__table__) == 40
-    assert count(eng, Delivery.__table__) == 80
+    assert count(eng, schema.messages) == 40
+    assert count(eng, schema.deliveries) == 80
     eng.dispose()
 
 
@@ -163,7 +166,7 @@ def test_compression_none(engine):
     store = MessageStore(engine, compression="none")
     res = put(store, SIMPLE, Origin("x"))
     with engine.connect() as conn:
-        data = conn.execute(select(MessageChunk.data)).scalar()
+        data = conn.execute(select(schema.message_chunks.c.data)).scalar()
     assert bytes(data) == SIMPLE
     assert read_back(store, res.sha256) == SIMPLE
 
@@ -171,17 +174,18 @@ def test_compression_none(engine):
 def test_damaged_chunk_is_detected(store, engine):
     sha = put(store, SIMPLE, Origin("x")).sha256
     with engine.begin() as conn:
-        conn.execute(update(MessageChunk.__table__).values(data=b"garbage"))
+        conn.execute(update(schema.message_chunks).values(data=b"garbage"))
     with engine.connect() as conn:
-        problem = store.check_content(conn, store.resolve(conn, sha))
+        problem = content.check_content(conn, content.resolve(conn, sha))
     assert problem and "chunk 0 does not decompress" in problem
 
 
 BIG_SCRIPT = r"""
 import hashlib, json, os, resource, sys
 from archiver.db.engine import create_archive_engine
+from archiver.store import content
 from archiver.store.spool import spool_file
-from archiver.store.store import MessageStore, Origin
+from archiver.store.ingest import MessageStore, Origin
 
 url, path = sys.argv[1], sys.argv[2]
 def rss_mb():
@@ -189,14 +193,14 @@ def rss_mb():
 store = MessageStore(create_archive_engine(url))
 # Warm up imports and the connection pool so the baseline is honest.
 with store.engine.connect() as conn:
-    store.count(conn)
+    content.count(conn)
 base = rss_mb()
 spool = spool_file(path)
 res = store.store(spool, Origin("big"))
 after_store = rss_mb()
 h = hashlib.sha256(); n = 0
 with store.engine.connect() as conn:
-    for block in store.iter_content(conn, store.resolve(conn, res.sha256)):
+    for block in content.iter_content(conn, content.resolve(conn, res.sha256)):
         h.update(block); n += len(block)
 print(json.dumps({"sha": res.sha256, "read_sha": h.hexdigest(), "size": n, "base_mb": base,
                   "after_store_mb": after_store, "peak_mb": rss_mb()}))

@@ -1,0 +1,77 @@
+"""The reading service audits before anything of a message leaves."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+
+import pytest
+from sqlalchemy import select, update
+
+from archiver.db import schema
+from archiver.db.unit import reading as read_only
+from archiver.db.unit import unit_of_work
+from archiver.errors import CorruptContent, DatabaseError, MessageNotFound
+from archiver.store import reading
+from archiver.store.ingest import Origin
+from archiver.store.spool import Spool
+from tests.conftest import write_config
+
+RAW = (b"From: Alice <alice@example.com>\r\nTo: bob@example.org\r\nSubject: hello\r\n"
+       b"Message-ID: <1@example.com>\r\n\r\n" + b"Hi Bob! " * 100 + b"\r\n")
+WHO = {"actor": "cli:tester", "client": "cli"}
+
+
+def audit_rows(engine) -> list:
+    a = schema.audit_log
+    with read_only(engine) as conn:
+        return conn.execute(select(a.c.action, a.c.target, a.c.actor).order_by(a.c.id)).all()
+
+
+def test_view_and_raw_write_their_entry_in_the_same_unit_of_work(store, engine):
+    sha = store.store(Spool.from_bytes(RAW), Origin("x")).sha256
+    with unit_of_work(engine) as conn:
+        view = reading.message_view(conn, sha[:10], **WHO)
+        # Inside the unit of work the entry exists before the caller has the content.
+        assert conn.execute(select(schema.audit_log.c.action)).scalars().all() == ["message.view"]
+    assert view["subject"] == "hello" and view["id"] == sha
+    with unit_of_work(engine) as conn:
+        spool = reading.raw_message(conn, sha, **WHO)
+    with spool:
+        assert spool.getvalue() == RAW
+    assert audit_rows(engine) == [("message.view", sha, "cli:tester"),
+                                  ("message.raw", sha, "cli:tester")]
+
+
+def test_a_failed_audit_hands_out_nothing(store, engine):
+    sha = store.store(Spool.from_bytes(RAW), Origin("x")).sha256
+    with unit_of_work(engine) as conn:  # the audit head is gone: appends must fail
+        conn.execute(schema.audit_head.delete())
+    for read in (reading.message_view, reading.raw_message):
+        with pytest.raises(DatabaseError), unit_of_work(engine) as conn:
+            read(conn, sha, **WHO)
+    assert audit_rows(engine) == []
+
+
+def test_damaged_content_is_refused_and_not_audited_as_read(store, engine):
+    sha = store.store(Spool.from_bytes(RAW), Origin("x")).sha256
+    with unit_of_work(engine) as conn:
+        conn.execute(update(schema.message_chunks).values(data=b"garbage"))
+    with pytest.raises(CorruptContent), unit_of_work(engine) as conn:
+        reading.raw_message(conn, sha, **WHO)
+    with pytest.raises(MessageNotFound), unit_of_work(engine) as conn:
+        reading.message_view(conn, "ab" * 8, **WHO)
+    assert audit_rows(engine) == []
+
+
+def test_show_raw_into_a_closed_pipe_is_still_audited(tmp_path, store, engine, db_url):
+    """`show --raw | head -c 100`: the reader got bytes, so the read is on record."""
+    sha = store.store(Spool.from_bytes(RAW), Origin("x")).sha256
+    cfg = write_config(tmp_path, db_url)
+    cmd = (f"{sys.executable} -m archiver --config {cfg} show {sha[:12]} --raw | head -c 100")
+    out = subprocess.run(["bash", "-c", cmd], capture_output=True, timeout=120)
+    assert out.stdout == RAW[:100]
+    assert audit_rows(engine) == [("message.raw", sha, audit_rows(engine)[0].actor)]
+    assert audit_rows(engine)[0].actor.startswith("cli:")
+    assert hashlib.sha256(RAW).hexdigest() == sha

@@ -1,0 +1,152 @@
+"""The code map's rules, checked on the source (README "Code map").
+
+* dependencies point one way: errors <- config <- db <- services <- entry points;
+* only ``store/deliveries.py`` writes the deliveries table;
+* only the collection pass (``Collector._delete_on_server``) sends DELE;
+* every read of message content goes through ``store/reading.py``
+  (``verify`` reads content only to hash it);
+* nothing installed imports ``tests``; every public module states ``__all__``.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "archiver"
+
+#: Layers, lowest first. A module may import only from its own layer or below.
+LAYERS = [
+    {"errors", "units"},
+    {"config", "query"},
+    {"db"},
+    {"store", "parsing", "mailfiles", "audit", "collect", "retention", "search", "importer",
+     "status", "verify"},
+    {"scheduler", "cli", "web", "demo", "ui", "__main__"},
+]
+#: Pure modules that sit below config although they live in an entry point's package.
+PURE = {"archiver.scheduler.cron"}
+
+
+def _modules() -> list[Path]:
+    return sorted(p for p in PACKAGE.rglob("*.py") if "__pycache__" not in p.parts)
+
+
+def _name(path: Path) -> str:
+    rel = path.relative_to(PACKAGE.parent).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _layer(module: str) -> int:
+    if module in PURE:
+        return 0
+    top = module.split(".")[1] if module.count(".") else ""
+    for i, layer in enumerate(LAYERS):
+        if top in layer:
+            return i
+    raise AssertionError(f"{module}: not placed in a layer of tests/test_architecture.py")
+
+
+def _imports(path: Path) -> list[tuple[int, str]]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.append((node.lineno, node.module))
+            found += [(node.lineno, f"{node.module}.{a.name}") for a in node.names
+                      if node.module == "archiver"]
+    return found
+
+
+def test_dependencies_point_one_way():
+    wrong = []
+    for path in _modules():
+        me = _name(path)
+        if me == "archiver":
+            continue
+        for line, target in _imports(path):
+            if target.startswith("tests"):
+                wrong.append(f"{me}:{line} imports {target} (nothing installed imports tests)")
+            if not target.startswith("archiver.") or target == "archiver.__version__":
+                continue
+            if target.split(".")[1] == me.split(".")[1]:
+                continue  # within one package
+            if _layer(target) > _layer(me):
+                wrong.append(f"{me}:{line} imports {target}, which is above it")
+    assert wrong == []
+
+
+def _calls(path: Path, names: set[str]) -> list[tuple[str, int]]:
+    """(function, line) of calls to methods/functions named ``names`` in ``path``."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    out = []
+    for func in ast.walk(tree):
+        if not isinstance(func, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        for node in ast.walk(func):
+            if isinstance(node, ast.Call):
+                callee = node.func
+                name = callee.attr if isinstance(callee, ast.Attribute) else getattr(
+                    callee, "id", None)
+                if name in names:
+                    out.append((func.name, node.lineno))
+    return out
+
+
+def test_only_the_delivery_ledger_writes_deliveries():
+    offenders = []
+    for path in _modules():
+        if path == PACKAGE / "store" / "deliveries.py":
+            continue
+        text = path.read_text(encoding="utf-8")
+        for needle in ("insert(schema.deliveries", "update(schema.deliveries",
+                       "delete(schema.deliveries", "schema.deliveries.insert",
+                       "schema.deliveries.update", "schema.deliveries.delete", "insert(d)",
+                       "update(d)", "delete(d)"):
+            if needle in text:
+                offenders.append(f"{path.relative_to(PACKAGE)}: {needle}")
+    assert offenders == []
+
+
+def test_only_the_collection_pass_sends_dele():
+    senders = []
+    for path in _modules():
+        if path == PACKAGE / "collect" / "pop3.py":
+            continue  # the protocol client defines DELE
+        senders += [(path.name, fn) for fn, _ in _calls(path, {"dele", "dele_many"})]
+    assert senders == [("collector.py", "_delete_on_server")]
+
+
+def test_every_content_read_goes_through_the_reading_service():
+    readers = []
+    for path in _modules():
+        if path.parent.name == "store" and path.name in ("content.py", "reading.py"):
+            continue
+        for fn, _ in _calls(path, {"iter_content", "read_verified", "read_bytes"}):
+            readers.append(f"{path.relative_to(PACKAGE)}:{fn}")
+    assert readers == []
+
+
+PUBLIC = [_name(p) for p in _modules()
+          if not p.name.startswith("_") and p.name != "__main__.py"
+          and not _name(p).endswith(("sample_config", "cli"))]
+
+
+@pytest.mark.parametrize("module", [m for m in PUBLIC if m != "archiver"])
+def test_public_surface_is_declared(module):
+    mod = importlib.import_module(module)
+    declared = getattr(mod, "__all__", None)
+    if declared is None and module.count(".") == 1 and hasattr(mod, "__path__"):
+        pytest.skip("a namespace-only package")
+    assert declared is not None, f"{module} has no __all__"
+    missing = [name for name in declared if not hasattr(mod, name)]
+    assert missing == [], f"{module}.__all__ names what it lacks: {missing}"
+    assert len(set(declared)) == len(declared)
