@@ -1,7 +1,7 @@
-"""Engines and units of work for the archive database.
+"""Engines for the archive database, and the schema revision they expect.
 
 There is no module-level engine: entry points create one from the config and
-pass it (or sessions made from it) explicitly.
+pass it explicitly; units of work on it are in :mod:`archiver.db.unit`.
 """
 
 from __future__ import annotations
@@ -9,13 +9,11 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError, ProgrammingError
+from sqlalchemy.exc import OperationalError, ProgrammingError, SQLAlchemyError
 
+from archiver.db.boundary import describe_url, translate
 from archiver.errors import DatabaseError
 
 #: The Alembic revision this code expects (``migrations/versions``). A test
@@ -81,27 +79,6 @@ def _sqlite_on_connect(dbapi_connection, _record) -> None:
         cursor.close()
 
 
-@contextmanager
-def session_scope(engine: Engine) -> Iterator:
-    """One ORM unit of work: commit on success, roll back on error, always close."""
-    from sqlalchemy.orm import Session
-
-    session = Session(engine, expire_on_commit=False)
-    try:
-        yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
-
-
-def describe_url(url: str) -> str:
-    """The URL as safe to show: password hidden."""
-    return make_url(url).render_as_string(hide_password=True)
-
-
 def current_revision(engine: Engine) -> str | None:
     """The schema revision stamped in the database, or None for an empty one."""
     try:
@@ -110,6 +87,8 @@ def current_revision(engine: Engine) -> str | None:
     except (OperationalError, ProgrammingError) as exc:
         if _is_missing_table(exc):
             return None
+        raise _unusable(engine, exc) from exc
+    except SQLAlchemyError as exc:
         raise _unusable(engine, exc) from exc
 
 
@@ -223,11 +202,8 @@ def _min_code_revision(engine: Engine) -> str | None:
     return str(value) if value is not None else None
 
 
-def _unusable(engine: Engine, exc: OperationalError | ProgrammingError) -> DatabaseError:
-    return DatabaseError(
-        f"cannot use the archive database {describe_url(str(engine.url))}: {_short(exc)}"
-        f"{_hint(exc)}"
-    )
+def _unusable(engine: Engine, exc: SQLAlchemyError) -> DatabaseError:
+    return translate(exc, engine)
 
 
 def _is_missing_table(exc: Exception) -> bool:
@@ -252,24 +228,3 @@ def sqlite_file_missing(url: str) -> str | None:
     from pathlib import Path
 
     return None if Path(u.database).exists() else u.database
-
-
-def _hint(exc: Exception) -> str:
-    msg = str(getattr(exc, "orig", exc)).lower()
-    if "does not exist" in msg or "unknown database" in msg:
-        return " (archiver does not create databases on a server: create it first, e.g. " \
-               "`createdb NAME` or `CREATE DATABASE NAME CHARACTER SET utf8mb4`)"
-    if "connection refused" in msg or "can't connect" in msg:
-        return " (is the database server running, and are host and port right?)"
-    return ""
-
-
-def short_error(exc: BaseException) -> str:
-    """The first line of a database error, without SQLAlchemy's boilerplate."""
-    return _short(exc)
-
-
-def _short(exc: Exception) -> str:
-    orig = getattr(exc, "orig", None) or exc
-    text = str(orig).strip()
-    return text.splitlines()[0][:300] if text else type(orig).__name__
