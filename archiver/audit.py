@@ -118,3 +118,13 @@ def _iter_entries(conn: Connection, batch: int) -> Iterator:
             return
         yield from rows
         last = rows[-1].id
+
+
+__all__ = [
+    "ChainReport",
+    "GENESIS",
+    "append",
+    "current_actor",
+    "entry_hash",
+    "verify_chain",
+]

@@ -172,3 +172,26 @@ class MessageTooLarge(CollectError):
     """
 
     kind = "too-large"
+
+
+__all__ = [
+    "AmbiguousId",
+    "ArchiverError",
+    "AuthError",
+    "CollectError",
+    "ConfigError",
+    "CorruptContent",
+    "DatabaseError",
+    "DatabaseUnavailable",
+    "ImportSourceError",
+    "MessageNotFound",
+    "MessageTooLarge",
+    "NetworkError",
+    "ProtocolError",
+    "ServerBusy",
+    "ServerPermanentError",
+    "StoreError",
+    "TLSError",
+    "UIDLUnsupported",
+    "UsageError",
+]

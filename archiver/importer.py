@@ -287,3 +287,15 @@ def import_path(
     if progress:
         progress(0, report)
     return source, report
+
+
+__all__ = [
+    "BATCH_BYTES",
+    "BATCH_MESSAGES",
+    "FORMATS",
+    "ImportReport",
+    "MailSource",
+    "SourceMessage",
+    "detect_format",
+    "import_path",
+]

@@ -79,3 +79,8 @@ def _run_json(run: Any) -> dict[str, Any]:
         "error": run.error,
         "error_kind": run.error_kind,
     }
+
+
+__all__ = [
+    "archive_status",
+]

@@ -128,3 +128,13 @@ def multi_progress():
                   TransferSpeedColumn(), TimeRemainingColumn(),
                   console=console(stderr=True)) as progress:
         yield _RichBars(progress)
+
+
+__all__ = [
+    "console",
+    "human_size",
+    "multi_progress",
+    "print_json",
+    "progress_bar",
+    "stderr_is_terminal",
+]

@@ -58,3 +58,9 @@ def verify_archive(engine: Engine, progress: Callable[[int], None] | None = None
     report.audit_entries = chain.entries
     report.audit_problems = chain.problems
     return report
+
+
+__all__ = [
+    "VerifyReport",
+    "verify_archive",
+]

@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import insert, select, update
 
@@ -344,13 +344,14 @@ class Collector:
                                      max_size=account.max_message_size, window=RETR_WINDOW)
         try:
             for res in retrieved:
+                sink = cast(Spool, res.sink)
                 if res.error is not None:
-                    res.sink.close()
+                    sink.close()
                     report.skipped += 1
                     report.warnings.append(f"{_describe(plan, res.msgnum)} left on the server: "
                                            f"{res.error}")
                     continue
-                spool = res.sink.finish()
+                spool = sink.finish()
                 report.bytes += spool.size
                 progress.fetched(account.name, spool.size)
                 if pool is not None:
@@ -428,11 +429,12 @@ class Collector:
                     .values(status=PassStatus.ERROR, error_kind="interrupted", finished_at=now,
                             error="the collecting process ended before the pass finished")
                 )
-            run_id = conn.execute(
+            key = conn.execute(
                 insert(r).values(account_id=account_id, started_at=now,
                                  status=PassStatus.RUNNING, node=self.node)
-            ).inserted_primary_key[0]
-        return int(run_id)
+            ).inserted_primary_key
+        assert key is not None
+        return int(key[0])
 
     def _finish_run(self, run_id: int, report: PassReport) -> None:
         r = schema.collection_runs

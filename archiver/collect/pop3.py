@@ -106,7 +106,7 @@ import socket
 import ssl
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -175,7 +175,7 @@ class RetrResult:
     error: CollectError | None = None
 
 
-class _Collect(list):
+class _Collect(list[bytes]):
     """An in-memory sink for the small multi-line replies (CAPA, UIDL, LIST)."""
 
     write = list.append
@@ -679,7 +679,7 @@ class POP3Client:
         *,
         max_size: int | None = None,
         window: int = 32,
-    ) -> Iterator[RetrResult]:
+    ) -> Generator[RetrResult, None, None]:
         """RETR many messages, pipelined when the server lists PIPELINING.
 
         ``requests`` yields ``(msgnum, size_hint_or_None)``; ``sink_factory(msgnum)``
@@ -1086,4 +1086,4 @@ def _batch_trace(batch: list[bytes]) -> str:
 def _os_reason(exc: BaseException) -> str:
     if isinstance(exc, ssl.SSLError):
         return exc.reason or str(exc)
-    return exc.strerror or str(exc) or type(exc).__name__
+    return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__

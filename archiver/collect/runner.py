@@ -6,6 +6,7 @@ Used by ``archiver collect`` now and by the scheduler of ``archiver run``.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
 
 from archiver.collect.pop3 import POP3Client
 from archiver.collect.collector import (
@@ -18,8 +19,11 @@ from archiver.collect.collector import (
 from archiver.errors import CollectError
 from archiver.store.ingest import MessageStore
 
+if TYPE_CHECKING:
+    from archiver.config import Account
 
-def collect_accounts(store: MessageStore, accounts: list, max_concurrent: int = 4, *,
+
+def collect_accounts(store: MessageStore, accounts: list[Account], max_concurrent: int = 4, *,
                      progress: PassProgress | None = None, collector: Collector | None = None,
                      ) -> list[PassReport]:
     """One pass per account, at most ``max_concurrent`` at once; reports in input order."""
@@ -36,9 +40,9 @@ def collect_accounts(store: MessageStore, accounts: list, max_concurrent: int = 
             collector.close()
 
 
-def check_account(account) -> dict:
+def check_account(account: Account) -> dict[str, Any]:
     """Log in to ``account`` and report what the server offers; fetches and deletes nothing."""
-    result = {"account": account.name, "host": account.host, "port": account.port,
+    result: dict[str, Any] = {"account": account.name, "host": account.host, "port": account.port,
               "tls": account.tls, "status": "ok", "auth": None, "capabilities": [],
               "expire": None, "messages": None, "bytes": None, "warnings": [],
               "error": None, "error_kind": None}
@@ -54,9 +58,10 @@ def check_account(account) -> dict:
         caps = user_capabilities(client)
         result["capabilities"] = [" ".join([k, *v]) for k, v in caps.items()]
         result["expire"] = " ".join(caps["EXPIRE"]) if "EXPIRE" in caps else None
-        result["warnings"] = expire_warnings(caps, account)
+        warnings = expire_warnings(caps, account)
         if "UIDL" not in caps and account.leave_on_server:
-            result["warnings"].append("server does not list UIDL in CAPA; leave_on_server needs UIDL")
+            warnings.append("server does not list UIDL in CAPA; leave_on_server needs UIDL")
+        result["warnings"] = warnings
         result["messages"], result["bytes"] = client.stat()
         client.quit()
     except CollectError as exc:
@@ -64,3 +69,9 @@ def check_account(account) -> dict:
     finally:
         client.close()
     return result
+
+
+__all__ = [
+    "check_account",
+    "collect_accounts",
+]

@@ -7,6 +7,7 @@ pass it explicitly; units of work on it are in :mod:`archiver.db.unit`.
 from __future__ import annotations
 
 import enum
+from typing import Any
 from dataclasses import dataclass
 
 from sqlalchemy import Engine, create_engine, event, text
@@ -47,7 +48,7 @@ def normalize_url(url: str) -> str:
     return u.render_as_string(hide_password=False)
 
 
-def create_archive_engine(url: str, **kwargs) -> Engine:
+def create_archive_engine(url: str, **kwargs: Any) -> Engine:
     """An engine with the settings the lose-nothing rule needs on each backend.
 
     SQLite: WAL (readers do not block the collector), foreign keys on, a busy
@@ -67,7 +68,7 @@ def create_archive_engine(url: str, **kwargs) -> Engine:
     return engine
 
 
-def _sqlite_on_connect(dbapi_connection, _record) -> None:
+def _sqlite_on_connect(dbapi_connection: Any, _record: object) -> None:
     cursor = dbapi_connection.cursor()
     try:
         # journal_mode is persistent in the file; the others are per connection.
@@ -228,3 +229,18 @@ def sqlite_file_missing(url: str) -> str | None:
     from pathlib import Path
 
     return None if Path(u.database).exists() else u.database
+
+
+__all__ = [
+    "SCHEMA_REVISION",
+    "SQLITE_BUSY_TIMEOUT_MS",
+    "SchemaState",
+    "SchemaStatus",
+    "classify_revision",
+    "create_archive_engine",
+    "current_revision",
+    "normalize_url",
+    "require_current_schema",
+    "schema_status",
+    "sqlite_file_missing",
+]

@@ -224,3 +224,18 @@ def _describe(diff: Any) -> str:
         elif isinstance(item, str):
             names.append(item)
     return f"{kind} {' '.join(names)}".strip()
+
+
+__all__ = [
+    "DriftReport",
+    "LOCK_TIMEOUT_S",
+    "MIGRATION_LOCK_WAIT_S",
+    "STATEMENT_TIMEOUT_S",
+    "check",
+    "downgrade",
+    "head_revision",
+    "migrations_dir",
+    "revisions",
+    "unmodelled",
+    "upgrade",
+]

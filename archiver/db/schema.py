@@ -34,6 +34,7 @@ Vocabulary:
 from __future__ import annotations
 
 import enum
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -95,15 +96,15 @@ def _in(column: str, enum_type: type[enum.StrEnum]) -> str:
     return f"{column} IN ({', '.join(repr(e.value) for e in enum_type)})"
 
 
-def _pk() -> Column:
+def _pk() -> Column[int]:
     return Column("id", BigID, primary_key=True, autoincrement=True)
 
 
-def _count(name: str) -> Column:
+def _count(name: str) -> Column[int]:
     return Column(name, BigInteger(), nullable=False, default=0)
 
 
-def _message_fk(name: str = "message_id", **kw) -> Column:
+def _message_fk(name: str = "message_id", **kw: Any) -> Column[int]:
     return Column(name, BigID, ForeignKey("messages.id", ondelete="CASCADE"), nullable=False, **kw)
 
 
@@ -299,3 +300,24 @@ schema_compat = Table(
     Column("min_code_revision", String(32), nullable=False),
     CheckConstraint("id = 1", name="single_row"),
 )
+
+
+__all__ = [
+    "ADDRESS_ROLES",
+    "DeliveryKind",
+    "DeliveryState",
+    "NAMING_CONVENTION",
+    "account_leases",
+    "accounts",
+    "attachments",
+    "audit_head",
+    "audit_log",
+    "collection_runs",
+    "deliveries",
+    "message_addresses",
+    "message_chunks",
+    "message_texts",
+    "messages",
+    "metadata",
+    "schema_compat",
+]

@@ -49,26 +49,32 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Origin:
     """Where one copy of a message came from: a POP3 delivery or an imported file."""
 
     account: str
-    #: default: pop3 when a UIDL is given, else import
-    kind: DeliveryKind | None = None
-    uidl: str | None = None
-    server_size: int | None = None
+    #: how it arrived; default: pop3 when a UIDL is given, else import
+    kind: DeliveryKind
+    uidl: str | None
+    server_size: int | None
     #: imports: the file the message came from (descriptive only)
-    source: str | None = None
-    folder: str | None = None
+    source: str | None
+    folder: str | None
     #: The collector saw this UIDL before with another size: if the content
     #: differs, the server reused the UIDL and this delivery replaces the old one.
-    supersede: bool = False
+    supersede: bool
 
-    def __post_init__(self) -> None:
-        if self.kind is None:
-            kind = DeliveryKind.POP3 if self.uidl is not None else DeliveryKind.IMPORT
-            object.__setattr__(self, "kind", kind)
+    def __init__(self, account: str, kind: DeliveryKind | None = None, *,
+                 uidl: str | None = None, server_size: int | None = None,
+                 source: str | None = None, folder: str | None = None,
+                 supersede: bool = False) -> None:
+        if kind is None:
+            kind = DeliveryKind.POP3 if uidl is not None else DeliveryKind.IMPORT
+        for name, value in (("account", account), ("kind", kind), ("uidl", uidl),
+                            ("server_size", server_size), ("source", source),
+                            ("folder", folder), ("supersede", supersede)):
+            object.__setattr__(self, name, value)
 
 
 class Outcome(enum.StrEnum):
@@ -141,9 +147,11 @@ class MessageStore:
         if found is None:
             # A race with another process creating it is an IntegrityError:
             # run_transaction redoes this, and the read then finds its row.
-            found = conn.execute(
+            key = conn.execute(
                 insert(table).values(name=name, created_at=self.clock())
-            ).inserted_primary_key[0]
+            ).inserted_primary_key
+            assert key is not None
+            found = key[0]
         return int(found)
 
     # -- writing ----------------------------------------------------------

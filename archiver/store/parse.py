@@ -30,6 +30,10 @@ from datetime import datetime, timezone
 from email.message import Message
 from email.parser import BytesParser
 from email.policy import compat32
+from typing import Any, TypeAlias
+
+#: What parsing reads: the message in memory, or a spooled file's read-only mmap.
+Raw: TypeAlias = "bytes | mmap.mmap"
 
 #: Text kept per message for the search index (characters).
 MAX_TEXT_CHARS = 512 * 1024
@@ -76,7 +80,7 @@ class ParsedMessage:
 # Entry point
 
 
-def parse_message(raw) -> ParsedMessage:
+def parse_message(raw: Raw) -> ParsedMessage:
     """Extract what search needs from ``raw`` (bytes or a read-only mmap). Never raises."""
     result = ParsedMessage()
     try:
@@ -98,6 +102,10 @@ def _raw_index(headers: Message) -> dict[str, list[str]]:
     return index
 
 
+def _first(values: list[str] | None) -> str | None:
+    return values[0] if values else None
+
+
 def _raw_get(headers: Message, name: str) -> str | None:
     name = name.lower()
     for k, v in headers.raw_items():
@@ -106,17 +114,17 @@ def _raw_get(headers: Message, name: str) -> str | None:
     return None
 
 
-def _parse_into(raw, result: ParsedMessage) -> None:
+def _parse_into(raw: Raw, result: ParsedMessage) -> None:
     headers, body_start = _read_headers(raw, 0, len(raw), result)
     index = _raw_index(headers)
 
-    def _raw_all(_headers, name: str) -> list[str]:
+    def _raw_all(_headers: Message, name: str) -> list[str]:
         return index.get(name.lower(), [])
-    subject = (index.get("subject") or [None])[0]
+    subject = _first(index.get("subject"))
     if subject is not None:
         result.subject = _clean_text(decode_header_value(subject))
     result.message_id = _message_id(index.get("message-id", []), result)
-    result.date = _date((index.get("date") or [None])[0], result)
+    result.date = _date(_first(index.get("date")), result)
     for role, name in (
         ("from", "From"),
         ("sender", "Sender"),
@@ -129,7 +137,7 @@ def _parse_into(raw, result: ParsedMessage) -> None:
         values = _raw_all(headers, name)
         if values:
             result.addresses.extend(_addresses(role, values))
-    from_value = (index.get("from") or [None])[0]
+    from_value = _first(index.get("from"))
     if from_value is not None:
         result.from_display = _clean_text(decode_header_value(from_value))[:500] or None
 
@@ -150,7 +158,7 @@ def _parse_into(raw, result: ParsedMessage) -> None:
 _HEADER_RUN = re.compile(rb"(?:[!-9;-~][!-9;-~ \t]*:[^\n]*\n(?:[ \t][^\n]*\n)*)*")
 
 
-def _read_headers(raw, start: int, end: int, result: ParsedMessage) -> tuple[Message, int]:
+def _read_headers(raw: Raw, start: int, end: int, result: ParsedMessage) -> tuple[Message, int]:
     """Parse the header block at ``raw[start:end]``; return it and where the body starts.
 
     The block ends at the first empty line. A line that is neither a header
@@ -174,7 +182,8 @@ def _read_headers(raw, start: int, end: int, result: ParsedMessage) -> tuple[Mes
     else:
         # A non-header line (or the last, unterminated header line).
         tail = rest.split(b"\n", 1)[0]
-        if header_end + len(tail) == len(block) and _HEADER_RUN.match(tail + b"\n").end():
+        run = _HEADER_RUN.match(tail + b"\n")
+        if header_end + len(tail) == len(block) and run is not None and run.end():
             header_end = len(block)  # a final header without line end
             body_start = start + header_end
         else:
@@ -206,7 +215,7 @@ def _unsurrogate(value: str) -> str:
 _SURROGATE = re.compile("[\udc80-\udcff]")
 
 
-def decode_header_value(value) -> str:
+def decode_header_value(value: Any) -> str:
     """Decode RFC 2047 encoded-words (and raw 8-bit text) in one header value."""
     if value is None:
         return ""
@@ -292,7 +301,7 @@ def _message_id(values: list[str], result: ParsedMessage) -> str | None:
     return value[:255] or None
 
 
-def _date(value, result: ParsedMessage) -> datetime | None:
+def _date(value: Any, result: ParsedMessage) -> datetime | None:
     if value is None:
         return None
     text = _unsurrogate(str(value)).strip()
@@ -333,7 +342,7 @@ def _split_addresses(value: str) -> list[tuple[str, str]] | None:
     return pairs
 
 
-def _addresses(role: str, values: list) -> list[tuple[str, str, str | None]]:
+def _addresses(role: str, values: list[Any]) -> list[tuple[str, str, str | None]]:
     out = []
     raw_values = [_unfold(_unsurrogate(str(v))) for v in values]
     pairs = []
@@ -418,7 +427,7 @@ class _Part:
 class _Walker:
     """Walks a MIME tree on the raw buffer, collecting text and attachments."""
 
-    def __init__(self, raw, result: ParsedMessage, texts: list[str]) -> None:
+    def __init__(self, raw: Raw, result: ParsedMessage, texts: list[str]) -> None:
         self.raw = raw
         self.result = result
         self.texts = texts
@@ -563,7 +572,7 @@ def _decode_transfer(data: bytes, cte: str, result: ParsedMessage) -> bytes:
 _B64_JUNK = re.compile(rb"[^A-Za-z0-9+/]")
 
 
-def _decoded_size(raw, start: int, end: int, cte: str) -> int:
+def _decoded_size(raw: Raw, start: int, end: int, cte: str) -> int:
     """Size of a part's decoded content, computed without copying big parts."""
     length = max(0, end - start)
     if cte == "base64":
@@ -585,7 +594,7 @@ def _decoded_size(raw, start: int, end: int, cte: str) -> int:
 _WINDOW = 8 * 1024 * 1024
 
 
-def _release(raw, start: int, end: int) -> None:
+def _release(raw: Raw, start: int, end: int) -> None:
     if isinstance(raw, mmap.mmap) and end > start:
         page = mmap.PAGESIZE
         lo = start - start % page
@@ -595,7 +604,7 @@ def _release(raw, start: int, end: int) -> None:
             pass
 
 
-def _find(raw, sub: bytes, start: int, end: int) -> int:
+def _find(raw: Raw, sub: bytes, start: int, end: int) -> int:
     """``raw.find(sub, start, end)``, in windows for an mmap."""
     if not isinstance(raw, mmap.mmap) or end - start <= _WINDOW:
         return raw.find(sub, start, end)
@@ -610,7 +619,7 @@ def _find(raw, sub: bytes, start: int, end: int) -> int:
     return -1
 
 
-def _count(raw, sub: bytes, start: int, end: int) -> int:
+def _count(raw: Raw, sub: bytes, start: int, end: int) -> int:
     if isinstance(raw, bytes):
         return raw.count(sub, start, end)
     total = 0
@@ -645,3 +654,17 @@ def html_to_text(markup: str) -> str:
     text = _HTML_TAG.sub("", text)
     text = html.unescape(text).replace("\r", "")
     return _BLANK_LINES.sub("\n", text).strip()
+
+
+__all__ = [
+    "AttachmentInfo",
+    "MAX_DEPTH",
+    "MAX_HEADER_BYTES",
+    "MAX_PARTS",
+    "MAX_TEXT_CHARS",
+    "MAX_TEXT_PART_BYTES",
+    "ParsedMessage",
+    "decode_header_value",
+    "html_to_text",
+    "parse_message",
+]

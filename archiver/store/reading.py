@@ -91,7 +91,7 @@ def _details(conn: Connection, msg: StoredMessage) -> dict[str, Any]:
         "size": row.size,
         "date": _iso(row.date),
         "archived_at": _iso(row.archived_at),
-        "from": row.from_display or (by_role("from") or [None])[0],
+        "from": row.from_display or next(iter(by_role("from")), None),
         "to": by_role("to"),
         "cc": by_role("cc"),
         "bcc": by_role("bcc"),

@@ -18,6 +18,7 @@ import mmap
 import os
 import tempfile
 from collections.abc import Iterator
+from typing import IO, Protocol
 
 #: Messages up to this size stay in memory; bigger ones spool to a temp file.
 DEFAULT_MEMORY_LIMIT = 8 * 1024 * 1024
@@ -36,12 +37,23 @@ class Spool:
         self._tmpdir = tmpdir
         self._parts: list[bytes] = []
         self._mem_size = 0
-        self._file = None
+        self._file: IO[bytes] | None = None
         self._hash = hashlib.sha256()
         self.size = 0
         self._data: bytes | None = None
         self._map: mmap.mmap | None = None
-        self.sha256: str | None = None
+        self._sha256: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self._sha256 is not None
+
+    @property
+    def sha256(self) -> str:
+        """The content's SHA-256 (hex); only once :meth:`finish` was called."""
+        if self._sha256 is None:
+            raise RuntimeError("the spool is not finished: its SHA-256 is not known yet")
+        return self._sha256
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Spool:
@@ -50,7 +62,7 @@ class Spool:
         return spool.finish()
 
     def write(self, data: bytes) -> int:
-        if self.sha256 is not None:
+        if self._sha256 is not None:
             raise RuntimeError("spool already finished")
         n = len(data)
         if not n:
@@ -72,8 +84,8 @@ class Spool:
 
     def finish(self) -> Spool:
         """Freeze the content; computes :attr:`sha256`. Returns self."""
-        if self.sha256 is None:
-            self.sha256 = self._hash.hexdigest()
+        if self._sha256 is None:
+            self._sha256 = self._hash.hexdigest()
             if self._file is None:
                 self._data = self._parts[0] if len(self._parts) == 1 else b"".join(self._parts)
                 self._parts = []
@@ -85,7 +97,7 @@ class Spool:
     def in_memory(self) -> bool:
         return self._file is None
 
-    def view(self):
+    def view(self) -> bytes | mmap.mmap:
         """The whole content as a bytes-like object: bytes in memory, else a read-only mmap.
 
         The mmap is file-backed: the kernel pages it in and out, so a 100 MB
@@ -97,6 +109,7 @@ class Spool:
         if self.size == 0:
             return b""
         if self._map is None:
+            assert self._file is not None
             self._map = mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ)
         return self._map
 
@@ -117,6 +130,7 @@ class Spool:
             for offset in range(0, len(data), block_size):
                 yield data[offset : offset + block_size]
             return
+        assert self._file is not None
         self._file.seek(0)
         while block := self._file.read(block_size):
             yield block
@@ -134,12 +148,16 @@ class Spool:
     def __enter__(self) -> Spool:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def __repr__(self) -> str:
         where = "memory" if self.in_memory else "file"
-        return f"<Spool {self.size} bytes in {where} sha256={self.sha256 or '?'}>"
+        return f"<Spool {self.size} bytes in {where} sha256={self._sha256 or '?'}>"
+
+
+class _Writable(Protocol):
+    def write(self, data: bytes, /) -> object: ...
 
 
 class WireFormWriter:
@@ -150,7 +168,7 @@ class WireFormWriter:
     LF (a file ending in a bare CR gets CRLF after it, as Dovecot does).
     """
 
-    def __init__(self, sink) -> None:
+    def __init__(self, sink: _Writable) -> None:
         self._sink = sink
         self._carry_cr = False  # previous block ended in "\r": its LF may be next
         self._last = b""
@@ -197,13 +215,23 @@ def to_wire_form(data: bytes) -> bytes:
     return b"".join(out)
 
 
-def spool_file(path: str | os.PathLike, *, wire_form: bool = True, tmpdir: str | None = None) -> Spool:
+def spool_file(path: str | os.PathLike[str], *, wire_form: bool = True,
+               tmpdir: str | None = None) -> Spool:
     """Read a file into a finished spool (in wire form unless told otherwise)."""
     spool = Spool(tmpdir=tmpdir)
-    sink = WireFormWriter(spool) if wire_form else spool
+    writer = WireFormWriter(spool) if wire_form else None
     with open(path, "rb") as fh:
         while block := fh.read(1024 * 1024):
-            sink.write(block)
-    if wire_form:
-        sink.close()
+            (writer or spool).write(block)
+    if writer is not None:
+        writer.close()
     return spool.finish()
+
+
+__all__ = [
+    "DEFAULT_MEMORY_LIMIT",
+    "Spool",
+    "WireFormWriter",
+    "spool_file",
+    "to_wire_form",
+]
