@@ -41,7 +41,7 @@ from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR))  # sibling modules when run as a script
-sys.path.insert(1, str(BENCH_DIR.parent))  # archiver.testing from the working tree
+sys.path.insert(1, str(BENCH_DIR.parent))  # tests.support (Dovecot, corpora) from the working tree
 
 from mailserver import PASSWORD, BenchServer, Corpus  # noqa: E402
 from measure import ChildRun, launcher, run_child  # noqa: E402

@@ -2,7 +2,7 @@
 
 Fairness rules implemented here:
 
-* Every tool talks to the same Dovecot (``archiver.testing.dovecot``) on
+* Every tool talks to the same Dovecot (``tests.support.dovecot``) on
   127.0.0.1, over **plain POP3 (no TLS)** for every tool: TLS cost would be
   the same for all and only hide the differences between the clients. The
   server is started without SSL, so it does not even offer STLS and no tool
@@ -33,8 +33,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from archiver.testing.corpus import generate_mix, mix_stats
-from archiver.testing.dovecot import Dovecot, Pop3Session
+from tests.support.corpus import generate_mix, mix_stats
+from tests.support.dovecot import Dovecot, Pop3Session
 
 __all__ = ["BenchServer", "Corpus", "big_message", "PASSWORD"]
 

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from archiver.testing.dovecot import Dovecot, Pop3Session, require_dovecot
-from archiver.testing.pop3server import ScriptedPOP3Server
+from tests.support.dovecot import Dovecot, Pop3Session, require_dovecot
+from tests.support.pop3server import ScriptedPOP3Server
 
 _users = itertools.count(1)
 

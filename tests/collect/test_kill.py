@@ -55,7 +55,7 @@ from sqlalchemy import func, select
 from archiver.collect import service
 from archiver.db.models import Account, CollectionRun, Delivery, Message
 from archiver.store.store import MessageStore
-from archiver.testing.corpus import generate_mix, to_wire
+from tests.support.corpus import generate_mix, to_wire
 from tests.collect.accounts import write_config
 from tests.conftest import REPO, _empty_tables
 

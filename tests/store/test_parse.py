@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from archiver.store.parse import html_to_text, parse_message
 from archiver.store.spool import to_wire_form
-from archiver.testing.corpus import tricky_cases
+from tests.support.corpus import tricky_cases
 
 CASES = tricky_cases()
 

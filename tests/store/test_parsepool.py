@@ -8,7 +8,7 @@ import signal
 from archiver.store.parse import parse_message
 from archiver.store.parsepool import ParsePool
 from archiver.store.spool import Spool
-from archiver.testing.corpus import generate_mix, tricky_messages
+from tests.support.corpus import generate_mix, tricky_messages
 
 
 def _spools(raws):

@@ -1,4 +1,4 @@
-"""The private Dovecot used by the collector tests, `archiver demo` and benchmarks.
+"""The private Dovecot used by the collector tests and benchmarks.
 
 These tests probe it with poplib and a raw socket reader: they check the
 harness itself (ports, TLS, users, delivery, logs, clean shutdown), not our
@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from archiver.testing import dovecot as dovecot_module
-from archiver.testing.corpus import to_wire, tricky_cases
-from archiver.testing.dovecot import Dovecot, find_dovecot, require_dovecot
+from tests.support import dovecot as dovecot_module
+from tests.support.corpus import to_wire, tricky_cases
+from tests.support.dovecot import Dovecot, find_dovecot, require_dovecot
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Test and benchmark mail: tricky messages, the benchmark mix, the demo mailbox."""
+"""Test and benchmark mail: tricky messages and the benchmark mix."""
 
 from __future__ import annotations
 
@@ -16,9 +16,8 @@ from collections import Counter
 
 import pytest
 
-from archiver.testing.corpus import (
+from tests.support.corpus import (
     TrickyCase,
-    demo_messages,
     generate_mix,
     mix_stats,
     to_wire,
@@ -33,7 +32,7 @@ GOLDEN_MIX_200 = "64549aca8dea481e3ffe09dbcd21b7844307eeeeadc0456dbe92d1accd259f
 
 _HASH_SNIPPET = """
 import hashlib
-from archiver.testing.corpus import generate_mix
+from tests.support.corpus import generate_mix
 h = hashlib.sha256()
 for m in generate_mix(200, seed=1):
     h.update(len(m).to_bytes(8, "big"))
@@ -310,31 +309,3 @@ def test_mix_stats():
     assert stats["count"] == 4 and stats["total_bytes"] == 100
     assert (stats["min"], stats["p50"], stats["max"], stats["mean"]) == (10, 20, 40, 25.0)
     assert mix_stats([])["count"] == 0
-
-
-# -- the demo mailbox ---------------------------------------------------------------------
-
-
-def test_demo_messages_are_deterministic_varied_wire_form():
-    messages = demo_messages()
-    assert len(messages) == 300
-    assert messages == demo_messages()
-    assert demo_messages(20, seed=8) != messages[:20]
-    assert len(set(messages)) == len(messages)
-    assert sum(map(len, messages)) < 5_000_000  # collected in a second or two
-    kinds = Counter()
-    for raw in messages:
-        assert _is_wire_form(raw)
-        message = email.message_from_bytes(raw, policy=email.policy.default)
-        assert not message.defects
-        assert message["Message-ID"] and message["Date"] and message["Subject"]
-        for part in message.walk():
-            kinds[part.get_content_type()] += 1
-            if part.get_content_charset():
-                kinds[part.get_content_charset()] += 1
-        kinds["reply"] += message["In-Reply-To"] is not None
-        kinds["bank"] += "@bank.example" in str(message["From"])
-    for wanted in ("application/pdf", "text/calendar", "text/html", "iso-8859-9",
-                   "windows-1252", "iso-8859-1"):
-        assert kinds[wanted] >= 5, wanted
-    assert kinds["reply"] >= 30 and kinds["bank"] >= 5

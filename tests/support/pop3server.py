@@ -1,15 +1,13 @@
 """A scripted, fault-injecting POP3 server on 127.0.0.1, standard library only.
 
-Two users:
-
-* the tests, which need faults a real Dovecot will not produce on demand
-  (a connection dropped in the middle of RETR, ``-ERR`` to QUIT, response
-  codes at login, dripping bytes, bare-LF replies, ...);
-* ``archiver demo``, which uses it as the mailbox when Dovecot is missing --
-  so with no fault enabled it is a correct RFC 1939 / 2449 / 2595 / 5034
-  server: CAPA, STLS (or implicit TLS), USER/PASS, APOP, SASL PLAIN and
-  XOAUTH2, STAT, LIST, UIDL, RETR, TOP, DELE, RSET, NOOP, QUIT, pipelining,
-  several sessions at once, thousands of messages per second.
+For the tests that need faults a real Dovecot will not produce on demand
+(a connection dropped in the middle of RETR, ``-ERR`` to QUIT, response
+codes at login, dripping bytes, bare-LF replies, ...). With no fault enabled
+it is a correct RFC 1939 / 2449 / 2595 / 5034 server: CAPA, STLS (or
+implicit TLS), USER/PASS, APOP, SASL PLAIN and XOAUTH2, STAT, LIST, UIDL,
+RETR, TOP, DELE, RSET, NOOP, QUIT, pipelining, several sessions at once,
+thousands of messages per second. (`archiver demo` has its own small,
+fault-free server: archiver.demo.loopback.)
 
 Mailbox model (as a real server)
 --------------------------------

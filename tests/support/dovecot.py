@@ -1,4 +1,4 @@
-"""A private Dovecot POP3 server on loopback, for tests, `archiver demo` and benchmarks.
+"""A private Dovecot POP3 server on loopback, for the tests and benchmarks.
 
     with Dovecot(tmp_path / "dovecot").start() as server:
         server.add_user("alice", "secret")
@@ -668,7 +668,7 @@ class Dovecot:
         assert self._run_dir is not None
         ident = self._identity
         lines = [
-            "# Written by archiver.testing.dovecot; rewritten at every start.",
+            "# Written by tests.support.dovecot; rewritten at every start.",
             f"base_dir = {self._run_dir / 'run'}",
             f"state_dir = {self._run_dir / 'state'}",
             f"instance_name = dovecot-archiver-{self._run_dir.name.removeprefix('dovecot-')}",
