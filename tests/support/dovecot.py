@@ -25,8 +25,9 @@ Contracts worth knowing (see /work/shared/DOVECOT.md for the facts behind them):
 * The server's processes form one process group under a small reaper
   process (our direct child), so stop() waits for every one of them and no
   orphan or zombie is left behind, even for Dovecot's log process, which
-  outlives its master. If our process dies without stop(), the reaper
-  notices and stops Dovecot (its runtime directory under /tmp stays).
+  outlives its master. If our process dies without stop(), even by
+  SIGKILL, the reaper notices, stops Dovecot and removes the runtime
+  directory; if the reaper is killed, the master dies with it (see _REAPER).
 * Logins fail fast: no auth_failure_delay and no anvil penalty, because
   tests fail logins on purpose. Dovecot still answers a failure after up
   to 0.5 s (its failure timer's granularity).
@@ -261,21 +262,40 @@ def _free_ports(count: int) -> list[int]:
 # the master (its log process always does) are re-parented to it and reaped,
 # instead of becoming zombies under an init that may not reap them. It
 # forwards SIGTERM/SIGINT to the master and exits with the master's status
-# once every descendant is gone. It also holds the read end of a "lifeline"
-# pipe whose write end only our process has: when our process dies, however
-# it dies, the pipe reports EOF and the reaper stops the server, so a killed
-# test run leaves no Dovecot behind. (PR_SET_PDEATHSIG would fire when the
-# *thread* that started the server ends, which is not what we want.)
+# once every descendant is gone.
+#
+# Nothing of the server outlives our process, however it dies (SIGKILL too):
+# * The reaper holds the read end of a "lifeline" pipe whose write end only
+#   our process has. When our process dies the pipe reports EOF; the reaper
+#   stops the server, waits for every descendant and removes the runtime
+#   directory (nobody else is left to do it). PR_SET_PDEATHSIG on the reaper
+#   would not do: it fires when the *thread* that started the server ends,
+#   which may be long before our process does.
+# * The master gets PR_SET_PDEATHSIG(SIGTERM) towards the reaper (set after
+#   fork, before exec; the reaper's forking thread is its main thread, which
+#   lives as long as the reaper), so a reaper killed by SIGKILL takes the
+#   master, and with it every Dovecot process, down too.
+# Linux only (prctl via ctypes); elsewhere the lifeline still works.
 _REAPER = r"""
 import ctypes, os, signal, sys, threading
-lifeline = int(sys.argv[1])
-argv = sys.argv[2:]
+lifeline, run_dir, argv = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
 os.set_inheritable(lifeline, False)
 try:
-    ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
 except Exception:
-    pass
-master = os.posix_spawn(argv[0], argv, dict(os.environ))
+    prctl = None
+reaper = os.getpid()
+master = os.fork()  # still single-threaded here
+if master == 0:
+    try:
+        os.close(lifeline)
+        if prctl is not None:
+            prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
+        if os.getppid() == reaper:  # else the reaper died before prctl took effect
+            os.execv(argv[0], argv)
+    finally:
+        os._exit(127)
 def forward(*_):
     try:
         os.kill(master, signal.SIGTERM)
@@ -283,12 +303,14 @@ def forward(*_):
         pass
 signal.signal(signal.SIGTERM, forward)
 signal.signal(signal.SIGINT, forward)
+orphaned = threading.Event()
 def watch():
     try:
         while os.read(lifeline, 64):
             pass
     except OSError:
         pass
+    orphaned.set()
     forward()
 threading.Thread(target=watch, daemon=True).start()
 status = 0
@@ -299,6 +321,9 @@ while True:
         break
     if pid == master:
         status = os.waitstatus_to_exitcode(wstatus)
+if orphaned.is_set():
+    import shutil
+    shutil.rmtree(run_dir, ignore_errors=True)
 sys.exit(status if status >= 0 else 128 - status)
 """
 
@@ -309,6 +334,19 @@ _running: weakref.WeakSet[Dovecot] = weakref.WeakSet()
 def _stop_all() -> None:
     for server in list(_running):
         server.stop()
+
+
+def _drop_lifelines_in_child() -> None:
+    # A forked child (multiprocessing's fork start method) inherits the write
+    # ends; while it holds one, our death would not reach that reaper.
+    for server in list(_running):
+        if server._lifeline is not None:
+            os.close(server._lifeline)
+            server._lifeline = None
+    _running.clear()  # the child's atexit must not stop the parent's servers
+
+
+os.register_at_fork(after_in_child=_drop_lifelines_in_child)
 
 
 class Dovecot:
@@ -548,7 +586,7 @@ class Dovecot:
                     self._process = subprocess.Popen(
                         [
                             sys.executable, "-I", "-S", "-c", _REAPER, str(lifeline_read),
-                            binary, "-F", "-c", str(self.config_path),
+                            str(self._run_dir), binary, "-F", "-c", str(self.config_path),
                         ],
                         stdin=subprocess.DEVNULL,
                         stdout=out,

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import os
 import poplib
+import signal
 import socket
 import ssl
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -20,6 +22,8 @@ import pytest
 from tests.support import dovecot as dovecot_module
 from tests.support.corpus import to_wire, tricky_cases
 from tests.support.dovecot import Dovecot, find_dovecot, require_dovecot
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -332,6 +336,77 @@ def test_stop_leaves_no_process_and_no_runtime_dir(tmp_path):
     assert not run_dir.exists()
     assert not server.running
     server.stop()  # idempotent
+
+
+_OWNER = """
+import sys, time
+from pathlib import Path
+from tests.support.dovecot import Dovecot
+server = Dovecot(Path(sys.argv[1])).start()
+print(server.pid, server._run_dir, flush=True)
+time.sleep(600)
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def _wait_until_gone(pgid: int, timeout: float = 5.0) -> list[int]:
+    """Wait until process group ``pgid`` has no live member; return the survivors."""
+    deadline = time.monotonic() + timeout
+    while (members := _live(pgid)) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return members
+
+
+def _live(pgid: int) -> list[int]:
+    return [m.pid for m in dovecot_module._live_members(pgid) if _alive(m.pid)]
+
+
+def test_nothing_outlives_a_killed_owner(tmp_path):
+    """SIGKILL the process that started Dovecot: every Dovecot process and the runtime dir go."""
+    require_dovecot()
+    owner = subprocess.Popen([sys.executable, "-c", _OWNER, str(tmp_path / "d")], cwd=REPO,
+                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
+    try:
+        pid, run_dir = owner.stdout.readline().decode().split()
+        reaper = int(pid)
+        members = dovecot_module._live_members(reaper)
+        assert any(m.comm == "dovecot" and m.ppid == reaper for m in members), members
+        assert len(members) >= 5  # reaper, master, log, config, auth, ...
+    finally:
+        owner.kill()
+        owner.wait()
+        owner.stdout.close()
+    try:
+        assert _wait_until_gone(reaper) == [], "Dovecot outlived the process that started it"
+        deadline = time.monotonic() + 5
+        while Path(run_dir).exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not Path(run_dir).exists()
+    finally:
+        for pid in _live(reaper):  # never leave one behind, even when failing
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_a_killed_reaper_takes_dovecot_with_it(tmp_path):
+    """The master has PR_SET_PDEATHSIG towards the reaper: SIGKILL the reaper, Dovecot stops."""
+    require_dovecot()
+    server = Dovecot(tmp_path / "d").start()
+    reaper = server.pid
+    master = [m.pid for m in dovecot_module._live_members(reaper) if m.ppid == reaper]
+    try:
+        os.kill(reaper, signal.SIGKILL)
+        assert _wait_until_gone(reaper) == [], "Dovecot outlived its reaper"
+        assert master and not any(_alive(pid) for pid in master)
+    finally:
+        server.stop()
+    assert not server.running
 
 
 def test_restart_keeps_users_and_mail(tmp_path):
