@@ -51,8 +51,8 @@ class App:
 
     @property
     def database_url(self) -> str:
-        db = self.config.archive.database
-        return db.reveal() if hasattr(db, "reveal") else str(db)
+        """The full archive URL (password included): for the engine only, never shown."""
+        return self.config.archive.database.reveal()  # env:/file: looked up here (exit 2)
 
     def ready_engine(self):
         """The engine, after checking the schema is this version's (else a clear error)."""
@@ -512,6 +512,7 @@ def collect(app: App, accounts: tuple[str, ...], as_json: bool) -> None:
     from archiver.ui import print_json
 
     selected = _select_accounts(app, accounts)
+    app.config.resolve_secrets(selected, database=True)  # exit 2 before touching the archive
     store = app.store
     if not selected:
         raise UsageError(f"no enabled accounts in {app.config_path}: add an [[accounts]] table "
@@ -571,6 +572,7 @@ def check(app: App, connect: bool, accounts: tuple[str, ...], as_json: bool) -> 
     selected = [config.account(n) for n in dict.fromkeys(accounts)] if accounts else list(
         config.accounts)
     if connect:
+        config.resolve_secrets(selected)  # exit 2 naming the key, before any login
         results = [check_account(a) for a in selected]
     else:
         results = [{"account": a.name, "host": a.host, "port": a.port, "tls": a.tls,
