@@ -63,7 +63,7 @@ class App:
 
     @cached_property
     def store(self):
-        from archiver.store.store import MessageStore
+        from archiver.store.ingest import MessageStore
 
         return MessageStore(self.ready_engine(), compression=self.config.archive.compression)
 
@@ -125,7 +125,7 @@ def init(app: App, as_json: bool) -> None:
     """
     from archiver.config import SAMPLE_CONFIG
     from archiver.db import migrate
-    from archiver.db.engine import describe_url
+    from archiver.db.boundary import describe_url
 
     path = app.config_path
     wrote = False
@@ -161,7 +161,7 @@ def db() -> None:
 def db_upgrade(app: App, as_json: bool) -> None:
     """Upgrade the schema to this version of archiver (back up production databases first)."""
     from archiver.db import migrate
-    from archiver.db.engine import describe_url
+    from archiver.db.boundary import describe_url
 
     before, after = migrate.upgrade(app.engine)
     if app.json:
@@ -181,16 +181,24 @@ def db_upgrade(app: App, as_json: bool) -> None:
 def db_current(app: App, as_json: bool) -> None:
     """Print the schema revision of the archive database and the one this archiver expects."""
     from archiver.db import migrate
-    from archiver.db.engine import current_revision, describe_url
+    from archiver.db.boundary import describe_url
+    from archiver.db.engine import SchemaState, schema_status
 
-    rev, head = current_revision(app.engine), migrate.head_revision()
+    status, head = schema_status(app.engine), migrate.head_revision()
+    rev, where = status.revision, describe_url(app.database_url)
     if app.json:
         from archiver.ui import print_json
 
-        print_json({"database": describe_url(app.database_url), "revision": rev, "head": head,
-                    "up_to_date": rev == head})
+        print_json({"database": where, "revision": rev, "head": head,
+                    "up_to_date": rev == head, "usable": status.usable,
+                    "state": status.state.value})
         return
-    state = "up to date" if rev == head else f"needs `archiver db upgrade` to {head}"
+    if status.state is SchemaState.CURRENT:
+        state = "up to date"
+    elif status.state is SchemaState.NEWER_COMPATIBLE:
+        state = f"newer than this archiver's {head}, and compatible with it"
+    else:
+        state = status.problem(where) or ""
     click.echo(f"{rev or 'none (empty database)'} ({state})")
 
 
@@ -332,33 +340,33 @@ def import_cmd(app: App, path: Path, fmt: str | None, account: str, as_json: boo
 def show(app: App, message_id: str, raw: bool, as_json: bool) -> None:
     """Show one message: headers, recipients, attachments and text.
 
-    ID is the message's SHA-256 (`status` lists the newest ones), or any
-    unique prefix of at least 8 hex digits. With --raw the exact stored
+    ID is the message's SHA-256, or any unique prefix of at least 8 hex
+    digits. With --raw the exact stored
     bytes are written to stdout: `archiver show ID --raw > message.eml`.
     Every view is recorded in the audit trail.
     """
     from archiver import audit
-    from archiver.store.details import message_details
+    from archiver.db.unit import unit_of_work
+    from archiver.store import reading
 
     if raw and as_json:
         raise UsageError("--raw and --json cannot be combined")
-    store = app.store
-    with store.engine.connect() as conn:
-        msg = store.resolve(conn, message_id)
-        if raw:
-            # Verified before the first byte goes out: a damaged message is an
-            # error, never evidence handed over as if it were intact.
-            with store.read_verified(conn, msg) as content:
-                out = sys.stdout.buffer
-                for block in content.iter_blocks(1024 * 1024):
-                    out.write(block)
-                out.flush()
-        else:
-            details = message_details(conn, msg)
-    audit.record(store.engine, "message.raw" if raw else "message.view",
-                 actor=audit.current_actor(), target=msg.sha256, client="cli")
+    engine = app.ready_engine()
+    who = {"actor": audit.current_actor(), "client": "cli"}
     if raw:
+        # Verified and audited in one unit of work; the bytes leave only after
+        # it committed. A damaged message is an error, never evidence handed
+        # over as if it were intact.
+        with unit_of_work(engine) as conn:
+            spool = reading.raw_message(conn, message_id, **who)
+        with spool:
+            out = sys.stdout.buffer
+            for block in spool.iter_blocks(1024 * 1024):
+                out.write(block)
+            out.flush()
         return
+    with unit_of_work(engine) as conn:
+        details = reading.message_view(conn, message_id, **who)
     if app.json:
         from archiver.ui import print_json
 
@@ -428,11 +436,6 @@ def status(app: App, as_json: bool) -> None:
                           run["started_at"][:19].replace("T", " ") + " UTC",
                           run["status"], str(run["archived"]), note)
     out.print(table)
-    if data["recent"]:
-        out.print("\nnewest messages (`archiver show ID`):")
-        for msg in data["recent"]:
-            out.print(f"  {msg['id'][:12]}  {msg['date'][:10]}  {(msg['from'] or '-')[:30]:<30}  "
-                      f"{(msg['subject'] or '')[:60]}")
 
 
 @cli.command()
@@ -444,14 +447,16 @@ def verify(app: App, as_json: bool) -> None:
     Exit 0 when everything is intact; exit 1 naming every message whose
     content no longer matches its id, and every broken audit entry.
     """
+    from archiver.db.unit import reading
+    from archiver.store import content
     from archiver.ui import human_size, print_json, progress_bar
     from archiver.verify import verify_archive
 
-    store = app.store
-    with store.engine.connect() as conn:
-        _, total = store.count(conn)
+    engine = app.ready_engine()
+    with reading(engine) as conn:
+        _, total = content.count(conn)
     with progress_bar("verifying", total, unit="bytes") as bar:
-        report = verify_archive(store, progress=bar.advance)
+        report = verify_archive(engine, progress=bar.advance)
     if app.json:
         print_json(report.to_json())
     else:
@@ -613,7 +618,7 @@ def demo(app: App, folder: Path, count: int, as_json: bool) -> None:
     """See the whole pipeline in one command, with no mail server of your own.
 
     Starts a throwaway POP3 mailbox on loopback (a private Dovecot with TLS
-    when `dovecot` is installed, otherwise archiver's scripted server), fills
+    when `dovecot` is installed, otherwise archiver's built-in server), fills
     it with sample messages, collects them into a fresh SQLite archive in
     --dir, collects again (nothing is new), stops the mailbox, and shows what
     to try next. Ignores --config: the demo writes its own.
@@ -676,17 +681,6 @@ def main(argv: list[str] | None = None) -> None:
     except ArchiverError as exc:
         _report_error(exc, sys.argv[1:] if argv is None else argv)
         sys.exit(exc.exit_code)
-    except Exception as exc:
-        # Library errors are translated at the service boundaries; one that
-        # still gets here is reported as what it is, without a traceback.
-        if not type(exc).__module__.startswith("sqlalchemy"):
-            raise
-        from archiver.db.engine import short_error
-        from archiver.errors import DatabaseError
-
-        err = DatabaseError(f"archive database error: {short_error(exc)}")
-        _report_error(err, sys.argv[1:] if argv is None else argv)
-        sys.exit(err.exit_code)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)

@@ -145,7 +145,7 @@ def run_pop3client(args: argparse.Namespace) -> dict:
         pop.connect()
         pop.login(args.user, args.password)  # auth "auto", as archiver's default
         listed = pop.uidl()
-        sizes = pop.list()
+        sizes = pop.list_sizes()
         messages = 0
         for result in pop.retr_many(((n, sizes.get(n)) for n, _ in listed), lambda n: sink):
             if result.error is not None:

@@ -71,7 +71,7 @@ def test_show_raw_into_a_closed_pipe_is_still_audited(tmp_path, store, engine, d
     cfg = write_config(tmp_path, db_url)
     cmd = (f"{sys.executable} -m archiver --config {cfg} show {sha[:12]} --raw | head -c 100")
     out = subprocess.run(["bash", "-c", cmd], capture_output=True, timeout=120)
-    assert out.stdout == RAW[:100]
+    assert out.stdout == RAW[:100], out.stderr
     assert audit_rows(engine) == [("message.raw", sha, audit_rows(engine)[0].actor)]
     assert audit_rows(engine)[0].actor.startswith("cli:")
     assert hashlib.sha256(RAW).hexdigest() == sha
