@@ -152,3 +152,7 @@ def run_cli(*args: str, config: Path | None = None, cwd: Path | None = None, env
 @pytest.fixture
 def cli():
     return run_cli
+
+
+# Fail the run if it leaves processes of ours running (issue 7, point 11).
+pytest_plugins = ["tests.orphans"]

@@ -58,6 +58,7 @@ from archiver.store.store import MessageStore
 from tests.support.corpus import generate_mix, to_wire
 from tests.collect.accounts import write_config
 from tests.conftest import REPO, _empty_tables
+from tests.orphans import descendants, wait_gone
 
 MESSAGES = 500
 KILLS = 30
@@ -260,6 +261,7 @@ def test_sigkill_at_random_moments(leave_on_server, backend, db_url, engine, mai
         "tail_s": round(timeline.tail, 3)})
 
     log_path = tmp_path / "collect.log"
+    family = []  # the killed processes' descendants (parse workers ...), just before each kill
     with open(log_path, "ab") as log:
         while sum(k.landed != "finished" for k in stats.kills) < KILLS:
             assert len(stats.kills) < MAX_ATTEMPTS, stats.summary()
@@ -289,6 +291,7 @@ def test_sigkill_at_random_moments(leave_on_server, backend, db_url, engine, mai
                 kill_at = t0 + (began or 0.0) + delay
             time.sleep(max(0.0, kill_at - time.monotonic()))
             if proc.poll() is None:
+                family += descendants(proc.pid)
                 proc.send_signal(signal.SIGKILL)
                 proc.wait()
                 run = probe.run_of(proc.pid)
@@ -305,6 +308,14 @@ def test_sigkill_at_random_moments(leave_on_server, backend, db_url, engine, mai
             if aim == "next-batch":
                 pace = min(1.0, pace * 1.15) if landed == "mid-pass" else (
                     pace * 0.6 if landed in ("after-pass", "finished") else pace)
+
+    # No process a killed collector started outlives it (issue 7, point 11). Not every
+    # kill finds parse workers: a pass starts them only for 200 messages or more, once
+    # the first ones have arrived (tests/store/test_parsepool.py kills them for sure).
+    workers = sum("spawn_main" in " ".join(p.argv) for p in family)
+    assert wait_gone(family, timeout=5) == [], f"{len(family)} processes were running"
+    print(f"\nkill test: {len(family)} descendants ({workers} parse workers) at the kills,"
+          " none left")
 
     # Now let it finish.
     final = subprocess.run(
@@ -378,3 +389,47 @@ def test_sigkill_at_random_moments(leave_on_server, backend, db_url, engine, mai
         assert all(r.deleted_on_server_at is not None for r in rows)
     # the kills were aimed well enough to matter
     assert sum(k.landed == "mid-pass" for k in stats.kills) >= KILLS // 3, summary
+
+
+# ------------------------------------------------- nothing outlives the collector
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+def test_a_killed_collector_leaves_no_process(sig, _sqlite_template, mailbox, corpus, tmp_path):
+    """However ``archiver collect`` dies (SIGTERM, which it does not handle, or SIGKILL),
+    its parse workers and multiprocessing's resource tracker go with it within moments,
+    and it leaves nothing in its temp directory (no /tmp/pymp-*) (issue 7, point 11)."""
+    import shutil
+
+    db = tmp_path / "archive.db"
+    shutil.copy(_sqlite_template, db)
+    mailbox.deliver_many(corpus)
+    config = write_config(tmp_path, f"sqlite:///{db}", [mailbox.account(
+        "signalled", tls="none", leave_on_server=True)])
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "ARCHIVER_CONFIG"} | {"TMPDIR": str(tmp)}
+    with open(tmp_path / "collect.log", "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "archiver", "--config", str(config), "collect", "--json"],
+            stdout=subprocess.DEVNULL, stderr=log, stdin=subprocess.DEVNULL, cwd=REPO, env=env)
+    try:
+        deadline, family = time.monotonic() + 120, []
+        while proc.poll() is None and time.monotonic() < deadline:
+            family = descendants(proc.pid)
+            if any("spawn_main" in " ".join(p.argv) for p in family):
+                break
+            time.sleep(0.005)
+        assert any("spawn_main" in " ".join(p.argv) for p in family), (
+            f"no parse workers started: {(tmp_path / 'collect.log').read_text()[-3000:]}")
+        family = {p.pid: p for p in family + descendants(proc.pid)}.values()
+        proc.send_signal(sig)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == -sig
+    assert wait_gone(family, timeout=5) == []
+    assert list(tmp.iterdir()) == []
