@@ -9,16 +9,21 @@ prints exactly one JSON document on stdout; errors go to stderr (and, with
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
-import re
-
 from archiver import __version__
 from archiver.errors import ArchiverError, ConfigError, UsageError
+
+if TYPE_CHECKING:
+    from archiver.collect.collector import PassProgress
+else:  # imported by the commands that collect: start-up time counts for every command
+    PassProgress = object
 
 #: The rule for account names (config.toml accounts[].name, import --account).
 ACCOUNT_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
@@ -73,8 +78,9 @@ pass_app = click.make_pass_decorator(App)
 
 def json_option(f):
     def callback(ctx: click.Context, _param, value: bool) -> bool:
-        if value:
-            ctx.find_object(App).json = True
+        app = ctx.find_object(App)
+        if value and app is not None:
+            app.json = True
         return value
 
     return click.option(
@@ -485,12 +491,12 @@ def _select_accounts(app: App, names: tuple[str, ...]) -> list:
     return [a for a in config.accounts if a.enabled]
 
 
-class _BarProgress:
+class _BarProgress(PassProgress):
     """Feeds collection progress into one rich progress task per account."""
 
-    def __init__(self, bar_factory) -> None:
+    def __init__(self, bar_factory: Any) -> None:
         self._factory = bar_factory
-        self._tasks: dict[str, object] = {}
+        self._tasks: dict[str, Any] = {}
 
     def planned(self, account: str, messages: int, total_bytes: int) -> None:
         self._tasks[account] = self._factory(account, total_bytes)

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from archiver.errors import ImportSourceError, UsageError
-from archiver.store.spool import Spool, WireFormWriter
 from archiver.store.ingest import MessageStore, Origin, Outcome
+from archiver.store.spool import Spool, WireFormWriter
 
 FORMATS = ("mbox", "maildir", "eml")
 #: Messages per transaction, and bytes per transaction.
@@ -116,7 +116,7 @@ class MailSource:
                     f"{path} is not a maildir (it has no cur/ or new/ folder); "
                     "use --format mbox or eml for other layouts"
                 )
-            out = []
+            out: list[tuple[Path, str | None]] = []
             folders = [(path, None)] + [
                 (p, p.name[1:]) for p in sorted(path.iterdir())
                 if p.is_dir() and p.name.startswith(".") and p.name not in (".", "..")
@@ -279,6 +279,7 @@ def import_path(
             report.errors.append({"source": msg.source, "error": msg.error})
             continue
         report.messages += 1
+        assert msg.spool is not None  # set whenever error is not
         batch.append((msg.spool, Origin(account, source=msg.source, folder=msg.folder)))
         batch_bytes += msg.spool.size
         if len(batch) >= BATCH_MESSAGES or batch_bytes >= BATCH_BYTES:

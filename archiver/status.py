@@ -25,7 +25,7 @@ def archive_status(engine: Engine, configured: list[str] | tuple[str, ...] = ())
     r = schema.collection_runs
     with reading(engine) as conn:
         n, total = conn.execute(select(func.count(m.c.id), func.coalesce(func.sum(m.c.size), 0))).one()
-        per_account = dict(
+        per_account: dict[str, int] = dict(
             conn.execute(
                 select(acc.c.name, func.count(func.distinct(d.c.message_id)))
                 .select_from(acc.outerjoin(d, d.c.account_id == acc.c.id))

@@ -253,8 +253,9 @@ def test_missing_database_is_a_clear_error(tmp_path):
 def test_nonexistent_server_database_is_named(tmp_path, backend):
     if backend == "sqlite":
         return
-    from tests.dbutil import server_url
     from sqlalchemy.engine import make_url
+
+    from tests.dbutil import server_url
 
     url = make_url(server_url(backend)).set(database="archiver_t_does_not_exist")
     cfg = tmp_path / "config.toml"

@@ -8,7 +8,6 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from archiver.collect.pop3 import POP3Client
 from archiver.collect.collector import (
     Collector,
     PassProgress,
@@ -16,6 +15,7 @@ from archiver.collect.collector import (
     expire_warnings,
     user_capabilities,
 )
+from archiver.collect.pop3 import POP3Client
 from archiver.errors import CollectError
 from archiver.store.ingest import MessageStore
 

@@ -7,8 +7,8 @@ pass it explicitly; units of work on it are in :mod:`archiver.db.unit`.
 from __future__ import annotations
 
 import enum
-from typing import Any
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url

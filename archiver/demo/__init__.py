@@ -98,12 +98,12 @@ def run_demo(folder: Path, count: int, *, on_phase: Callable[[str], None] = lamb
             result.passes.append(collector.collect(config.accounts[0]))
     from sqlalchemy import select
 
-    from archiver.db.schema import messages
+    from archiver.db import schema
 
     with engine.connect() as conn:
         result.sample_id = conn.execute(
-            select(messages.c.sha256).where(messages.c.has_attachments.is_(True))
-            .order_by(messages.c.sort_date.desc()).limit(1)
+            select(schema.messages.c.sha256).where(schema.messages.c.has_attachments.is_(True))
+            .order_by(schema.messages.c.sort_date.desc()).limit(1)
         ).scalar()
     engine.dispose()
     return result

@@ -25,9 +25,9 @@ from archiver.collect.collector import Collector
 from archiver.db import schema
 from archiver.store import content
 from archiver.store.ingest import MessageStore
-from tests.support.corpus import generate_mix, to_wire, tricky_cases
 from tests.collect.accounts import make_config, write_config
 from tests.conftest import run_cli
+from tests.support.corpus import generate_mix, to_wire, tricky_cases
 
 DAY = timedelta(days=1)
 SECOND = timedelta(seconds=1)

@@ -20,17 +20,18 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import delete, select
-from archiver.errors import DatabaseError, DatabaseUnavailable
 
 from archiver.collect import collector as collection
+from archiver.collect.collector import Collector
 from archiver.collect.pop3 import POP3Client
 from archiver.collect.runner import collect_accounts
-from archiver.collect.collector import Collector
 from archiver.db import schema
-from archiver.store import content, deliveries as ledger
+from archiver.errors import DatabaseError, DatabaseUnavailable
+from archiver.store import content
+from archiver.store import deliveries as ledger
 from archiver.store.ingest import MessageStore
-from tests.support.pop3server import ScriptedPOP3Server
 from tests.collect.accounts import account_for, make_config
+from tests.support.pop3server import ScriptedPOP3Server
 
 T0 = datetime(2026, 1, 5, 9, 0, 0, tzinfo=timezone.utc)
 SECRET = "Pa55-w0rd-que-nadie-debe-ver"

@@ -52,13 +52,13 @@ from dataclasses import dataclass, field
 import pytest
 from sqlalchemy import func, select
 
-from archiver.collect import service
-from archiver.db.models import Account, CollectionRun, Delivery, Message
-from archiver.store.store import MessageStore
-from tests.support.corpus import generate_mix, to_wire
+from archiver.collect import collector as collection
+from archiver.db import schema
+from archiver.store import content
 from tests.collect.accounts import write_config
 from tests.conftest import REPO, _empty_tables
 from tests.orphans import descendants, wait_gone
+from tests.support.corpus import generate_mix, to_wire
 
 MESSAGES = 500
 KILLS = 30
@@ -114,10 +114,10 @@ class Probe:
 
     def archived(self) -> int:
         with self.engine.connect() as conn:
-            return conn.execute(select(func.count()).select_from(Message.__table__)).scalar()
+            return conn.execute(select(func.count()).select_from(schema.messages)).scalar()
 
     def run_of(self, pid: int):
-        r = CollectionRun.__table__
+        r = schema.collection_runs
         with self.engine.connect() as conn:
             return conn.execute(select(r.c.status).where(r.c.node == f"{_HOST}:{pid}")).scalar()
 
@@ -151,8 +151,8 @@ class Timeline:
         already stored, in seconds after its run row appears. Events are the batch
         commits still to come, then the end of the pass (DELE, QUIT, exit).
         """
-        segments = [b - a for a, b in zip([0.0] + self.commits, self.commits)]
-        left = [seg for seg, count in zip(segments, self.counts) if count > archived]
+        segments = [b - a for a, b in zip([0.0] + self.commits, self.commits, strict=False)]
+        left = [seg for seg, count in zip(segments, self.counts, strict=False) if count > archived]
         events = [sum(left[: i + 1]) for i in range(len(left))]
         events.append((events[-1] if events else 0.0) + (self.tail if on_server else 0.1))
         return events[0], events[1] if len(events) > 1 else events[0] * 1.3 + 0.05
@@ -209,7 +209,7 @@ class Stats:
     def summary(self) -> dict:
         landed = [k.landed for k in self.kills]
         killed = [k for k in self.kills if k.landed != "finished"]
-        grew = sum(1 for a, b in zip(self.kills, self.kills[1:])
+        grew = sum(1 for a, b in zip(self.kills, self.kills[1:], strict=False)
                    if b.archived_at_kill > a.archived_at_kill)
         return {
             "backend": self.backend,
@@ -244,7 +244,7 @@ def test_sigkill_at_random_moments(leave_on_server, backend, db_url, engine, mai
     if backend not in _timelines:
         _timelines[backend] = measure(mailbox_factory(), corpus, tmp_path, db_url, engine)
     timeline = _timelines[backend]
-    assert len(timeline.counts) >= MESSAGES // service.BATCH_MESSAGES  # the pass was batched
+    assert len(timeline.counts) >= MESSAGES // collection.BATCH_MESSAGES  # the pass was batched
 
     mailbox.deliver_many(corpus)
     delivered = list(corpus)
@@ -328,7 +328,7 @@ def test_sigkill_at_random_moments(leave_on_server, backend, db_url, engine, mai
     expected = {hashlib.sha256(to_wire(raw)).hexdigest() for raw in delivered}
     assert len(expected) == len(delivered)
     stats.delivered = len(delivered)
-    m, d, a = Message.__table__, Delivery.__table__, Account.__table__
+    m, d, a = schema.messages, schema.deliveries, schema.accounts
     with engine.connect() as conn:
         shas = conn.execute(select(m.c.sha256)).scalars().all()
         rows = conn.execute(
@@ -341,15 +341,14 @@ def test_sigkill_at_random_moments(leave_on_server, backend, db_url, engine, mai
     assert len(rows) == len(delivered) and len({r.uidl for r in rows}) == len(delivered)
     assert {r.sha256 for r in rows} == expected
     # ... and intact: no kill left a torn message behind.
-    store = MessageStore(engine)
     with engine.connect() as conn:
-        damaged = [(msg.sha256, problem) for msg in store.iter_messages(conn)
-                   if (problem := store.check_content(conn, msg))]
+        damaged = [(msg.sha256, problem) for msg in content.iter_messages(conn)
+                   if (problem := content.check_content(conn, msg))]
     assert damaged == []
 
     # Every pass a kill cut short is on record as interrupted, none as still running
     # (DESIGN §5 step 5: the run record tells ops what happened).
-    r = CollectionRun.__table__
+    r = schema.collection_runs
     with engine.connect() as conn:
         run_states = [tuple(row) for row in conn.execute(
             select(r.c.status, r.c.error_kind).join(a, a.c.id == r.c.account_id)

@@ -15,6 +15,7 @@ from archiver.db.unit import reading, run_transaction, unit_of_work
 from archiver.errors import DatabaseError, DatabaseUnavailable
 from tests.dbutil import IN_CI
 
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

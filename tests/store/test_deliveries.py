@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import insert, select
 
 from archiver.db import schema
-from archiver.db.schema import DeliveryKind, DeliveryState
 from archiver.db.boundary import database_errors
+from archiver.db.schema import DeliveryKind, DeliveryState
 from archiver.db.unit import reading, unit_of_work
 from archiver.errors import DatabaseError
 from archiver.store import deliveries as ledger

@@ -13,12 +13,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select, text, update
 
-from archiver.db.engine import create_archive_engine
 from archiver.db import schema
+from archiver.db.engine import create_archive_engine
 from archiver.errors import AmbiguousId, MessageNotFound, UsageError
-from archiver.store.spool import Spool
 from archiver.store import content
 from archiver.store.ingest import MessageStore, Origin, Outcome
+from archiver.store.spool import Spool
 
 ARCHIVED, DUPLICATE, KNOWN = Outcome.ARCHIVED, Outcome.DUPLICATE, Outcome.KNOWN
 
