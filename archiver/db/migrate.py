@@ -201,7 +201,7 @@ def check(engine: Engine) -> DriftReport:
     from archiver.db.engine import current_revision
     from archiver.db.schema import metadata
 
-    with engine.connect() as conn:
+    with _translated(engine, "check"), engine.connect() as conn:
         ctx = MigrationContext.configure(
             conn,
             opts={"compare_type": True, "include_name": _include_name,

@@ -99,8 +99,9 @@ def run_demo(folder: Path, count: int, *, on_phase: Callable[[str], None] = lamb
     from sqlalchemy import select
 
     from archiver.db import schema
+    from archiver.db.unit import reading
 
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         result.sample_id = conn.execute(
             select(schema.messages.c.sha256).where(schema.messages.c.has_attachments.is_(True))
             .order_by(schema.messages.c.sort_date.desc()).limit(1)

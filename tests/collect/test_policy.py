@@ -15,7 +15,10 @@ from archiver.collect.policy import (
     UIDL_MAX,
     KnownDelivery,
     deletion_due,
+    deletions,
     plan_pass,
+    plan_pass_without_uidl,
+    plan_warnings,
     valid_uidl,
 )
 
@@ -360,3 +363,68 @@ def test_tombstones_count_as_known_for_the_migration_heuristic():
     known = {f"old{i}": known_at(tombstone=i % 2 == 0) for i in range(10)}
     p = plan([f"new{i}" for i in range(10)], known=known)
     assert p.migration
+
+
+# ------------------------------------------------------------- what to DELE at the end
+
+
+@pytest.mark.parametrize(("leave", "delete_after", "on_commit"), [
+    (False, None, True),  # delete at once
+    (True, None, False),  # keep
+    (True, 30 * DAY, False),  # delete later: not in the pass that archives it
+    (True, timedelta(0), True),  # delete_after = 0d: due the moment it is committed
+])
+def test_delete_on_commit_follows_the_policy(leave, delete_after, on_commit):
+    assert plan(["u1"], leave_on_server=leave, delete_after=delete_after).delete_on_commit \
+        is on_commit
+
+
+def test_deletions_are_only_committed_or_known_messages():
+    p = plan(["old", "new1", "new2"], known={"old": known_at()}, leave_on_server=False)
+    assert p.fetch == [2, 3] and p.delete_known == [1]
+    # new2's batch did not commit: it stays on the server.
+    assert deletions(p, [2], stopping=False) == [1, 2]
+    assert deletions(p, [], stopping=False) == [1]
+    # A pass asked to stop deletes nothing, not even what was due before.
+    assert deletions(p, [2, 3], stopping=True) == []
+
+
+def test_deletions_keep_new_mail_when_the_policy_keeps_it():
+    p = plan(["old", "new"], known={"old": known_at(age=31 * DAY)}, delete_after=30 * DAY)
+    assert deletions(p, [2], stopping=False) == [1]
+
+
+def test_a_migration_deletes_nothing_even_what_it_commits():
+    known = {f"old{i}": known_at() for i in range(MIGRATION_MIN_KNOWN)}
+    p = plan([f"new{i}" for i in range(MIGRATION_MIN_KNOWN)], known=known,
+             leave_on_server=False)
+    assert p.migration and not p.delete_on_commit
+    assert deletions(p, p.fetch, stopping=False) == []
+
+
+def test_without_uidl_everything_within_the_limits_is_fetched_and_deleted_on_commit():
+    sizes = {1: 100, 2: 5000, 3: 100, 4: 100}
+    p = plan_pass_without_uidl(sizes, max_message_size=1000, max_messages=2, max_bytes=10**6)
+    assert p.without_uidl and p.delete_on_commit and p.listed == {}
+    assert (p.fetch, p.too_large, p.deferred, p.new_count) == ([1, 3], [2], 1, 2)
+    assert deletions(p, [1], stopping=False) == [1]
+    skipped, warnings = plan_warnings(p, sizes, 1000)
+    assert skipped == 1
+    assert warnings[0] == "server has no UIDL: recognising messages by content hash only"
+    assert any("message 2 (5000 bytes) exceeds max_message_size (1000 bytes)" in w
+               for w in warnings)
+    assert any("1 new message(s) left for the next pass" in w for w in warnings)
+
+
+def test_without_uidl_the_first_message_is_fetched_even_beyond_max_bytes():
+    p = plan_pass_without_uidl({1: 500, 2: 10}, max_message_size=10**6, max_messages=10,
+                               max_bytes=100)
+    assert p.fetch == [1] and p.deferred == 1
+
+
+def test_plan_warnings_name_what_was_left_on_the_server():
+    p = plan(["ok", "bad uidl", "big"], {1: 10, 2: 10, 3: 5000}, max_message_size=1000)
+    skipped, warnings = plan_warnings(p, {1: 10, 2: 10, 3: 5000}, 1000)
+    assert skipped == 2  # the invalid UIDL and the oversized message
+    assert any("invalid UIDLs" in w and "'bad uidl'" in w for w in warnings)
+    assert any("message 3 (UIDL big, 5000 bytes)" in w for w in warnings)
