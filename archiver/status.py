@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Connection, func, select
 
 from archiver.db import schema
-from archiver.db.unit import reading
 
 
-def archive_status(engine: Engine, configured: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+def archive_status(conn: Connection, configured: list[str] | tuple[str, ...] = (),
+                   ) -> dict[str, Any]:
     """The ``status --json`` document (DESIGN.md §4).
 
     Accounts are the configured ones (in config order) followed by any others
@@ -23,26 +23,25 @@ def archive_status(engine: Engine, configured: list[str] | tuple[str, ...] = ())
     d = schema.deliveries
     acc = schema.accounts
     r = schema.collection_runs
-    with reading(engine) as conn:
-        n, total = conn.execute(select(func.count(m.c.id), func.coalesce(func.sum(m.c.size), 0))).one()
-        per_account: dict[str, int] = dict(
-            conn.execute(
-                select(acc.c.name, func.count(func.distinct(d.c.message_id)))
-                .select_from(acc.outerjoin(d, d.c.account_id == acc.c.id))
-                .group_by(acc.c.name)
-            ).all()
+    n, total = conn.execute(select(func.count(m.c.id), func.coalesce(func.sum(m.c.size), 0))).one()
+    per_account: dict[str, int] = dict(
+        conn.execute(
+            select(acc.c.name, func.count(func.distinct(d.c.message_id)))
+            .select_from(acc.outerjoin(d, d.c.account_id == acc.c.id))
+            .group_by(acc.c.name)
+        ).all()
+    )
+    latest = (
+        select(r.c.account_id, func.max(r.c.id).label("run_id")).group_by(r.c.account_id).subquery()
+    )
+    runs = {
+        row.name: row
+        for row in conn.execute(
+            select(acc.c.name, r)
+            .join(latest, latest.c.account_id == acc.c.id)
+            .join(r, r.c.id == latest.c.run_id)
         )
-        latest = (
-            select(r.c.account_id, func.max(r.c.id).label("run_id")).group_by(r.c.account_id).subquery()
-        )
-        runs = {
-            row.name: row
-            for row in conn.execute(
-                select(acc.c.name, r)
-                .join(latest, latest.c.account_id == acc.c.id)
-                .join(r, r.c.id == latest.c.run_id)
-            )
-        }
+    }
     names = list(dict.fromkeys([*configured, *sorted(per_account)]))
     accounts = []
     for name in names:

@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection
 
 from archiver import audit
-from archiver.db.unit import reading
 from archiver.store import content
 
 
@@ -38,23 +37,23 @@ class VerifyReport:
         }
 
 
-def verify_archive(engine: Engine, progress: Callable[[int], None] | None = None) -> VerifyReport:
+def verify_archive(conn: Connection, progress: Callable[[int], None] | None = None,
+                   ) -> VerifyReport:
     """Re-read every message, recompute its SHA-256 and size, then check the audit chain.
 
     ``progress(n_bytes)`` is called after each message. Content is read here
     only to be hashed, never shown, so it does not go through the reading service.
     """
     report = VerifyReport()
-    with reading(engine) as conn:
-        for msg in content.iter_messages(conn):
-            report.messages += 1
-            report.bytes += msg.size
-            problem = content.check_content(conn, msg)
-            if problem:
-                report.damaged.append({"id": msg.sha256, "problem": problem})
-            if progress:
-                progress(msg.size)
-        chain = audit.verify_chain(conn)
+    for msg in content.iter_messages(conn):
+        report.messages += 1
+        report.bytes += msg.size
+        problem = content.check_content(conn, msg)
+        if problem:
+            report.damaged.append({"id": msg.sha256, "problem": problem})
+        if progress:
+            progress(msg.size)
+    chain = audit.verify_chain(conn)
     report.audit_entries = chain.entries
     report.audit_problems = chain.problems
     return report

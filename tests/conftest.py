@@ -195,4 +195,4 @@ def cli():
 
 
 # Fail the run if it leaves processes of ours running (issue 7, point 11).
-pytest_plugins = ["tests.orphans"]
+pytest_plugins = ["tests.orphans", "tests.ownership"]

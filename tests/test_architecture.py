@@ -105,19 +105,80 @@ def _calls(path: Path, names: set[str], on: str | None = None) -> list[tuple[str
     return out
 
 
-def test_only_the_delivery_ledger_writes_deliveries():
-    offenders = []
-    for path in _modules():
-        if path == PACKAGE / "store" / "deliveries.py":
+def _deliveries_writes(path: Path) -> list[int]:
+    """Lines that write the deliveries table, however the table is named locally:
+    ``insert(T)``, ``update(T)``, ``delete(T)``, ``T.insert()``, ``T.update()``,
+    ``T.delete()`` where T is ``schema.deliveries`` or a name bound to it."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+
+    def is_table(node: ast.AST) -> bool:
+        return isinstance(node, ast.Attribute) and node.attr == "deliveries" and isinstance(
+            node.value, ast.Name) and node.value.id == "schema"
+
+    aliases = set()
+    for node in ast.walk(tree):  # d = schema.deliveries; d, m = schema.deliveries, ...
+        if isinstance(node, ast.Assign):
+            pairs = []
+            for target in node.targets:
+                if isinstance(target, ast.Tuple) and isinstance(node.value, ast.Tuple):
+                    pairs += zip(target.elts, node.value.elts, strict=False)
+                else:
+                    pairs.append((target, node.value))
+            aliases |= {t.id for t, v in pairs if isinstance(t, ast.Name) and is_table(v)}
+        elif isinstance(node, ast.ImportFrom) and node.module == "archiver.db.schema":
+            aliases |= {a.asname or a.name for a in node.names if a.name == "deliveries"}
+
+    def table(node: ast.AST) -> bool:
+        return is_table(node) or (isinstance(node, ast.Name) and node.id in aliases)
+
+    lines = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
             continue
-        text = path.read_text(encoding="utf-8")
-        for needle in ("insert(schema.deliveries", "update(schema.deliveries",
-                       "delete(schema.deliveries", "schema.deliveries.insert",
-                       "schema.deliveries.update", "schema.deliveries.delete", "insert(d)",
-                       "update(d)", "delete(d)"):
-            if needle in text:
-                offenders.append(f"{path.relative_to(PACKAGE)}: {needle}")
+        f = node.func
+        if isinstance(f, ast.Name) and f.id in ("insert", "update", "delete") and node.args \
+                and table(node.args[0]):
+            lines.append(node.lineno)
+        if isinstance(f, ast.Attribute) and f.attr in ("insert", "update", "delete") \
+                and table(f.value):
+            lines.append(node.lineno)
+    return lines
+
+
+def test_only_the_delivery_ledger_writes_deliveries():
+    offenders = [f"{p.relative_to(PACKAGE)}:{line}" for p in _modules()
+                 if p != PACKAGE / "store" / "deliveries.py" for line in _deliveries_writes(p)]
     assert offenders == []
+
+
+def test_the_deliveries_guard_sees_every_spelling(tmp_path):
+    sample = tmp_path / "sample.py"
+    sample.write_text(
+        "from archiver.db import schema\n"
+        "from archiver.db.schema import deliveries as dl\n"
+        "d = schema.deliveries\n"
+        "a, b = schema.deliveries, schema.messages\n"
+        "insert(schema.deliveries)\n"
+        "d.update()\n"
+        "b.update()\n"  # messages: fine
+        "a.delete()\n"
+        "update(dl)\n",
+        encoding="utf-8")
+    assert _deliveries_writes(sample) == [5, 6, 8, 9]
+    # The ledger itself writes, so the guard does find its statements there.
+    assert _deliveries_writes(PACKAGE / "store" / "deliveries.py")
+
+
+def test_the_run_time_guard_stops_a_write_from_another_module(engine):
+    """tests/ownership.py fails any deliveries write sent from outside the ledger."""
+    from sqlalchemy import text
+
+    code = compile("conn.execute(text('DELETE FROM deliveries'))",
+                   str(PACKAGE / "status.py"), "exec")
+    with engine.connect() as conn:
+        with pytest.raises(AssertionError, match="only archiver/store/deliveries.py"):
+            exec(code, {"conn": conn, "text": text})
+        conn.execute(text("DELETE FROM deliveries"))  # test code itself may
 
 
 def test_only_the_collection_pass_sends_dele():
@@ -126,6 +187,11 @@ def test_only_the_collection_pass_sends_dele():
         if path == PACKAGE / "collect" / "pop3.py":
             continue  # the protocol client defines DELE
         senders += [(path.name, fn) for fn, _ in _calls(path, {"dele", "dele_many"})]
+        # ... and nobody speaks the command past the client's methods.
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Constant) and isinstance(node.value, bytes) and \
+                    node.value.upper().startswith(b"DELE"):
+                senders.append((path.name, f"a DELE command at line {node.lineno}"))
     assert senders == [("collector.py", "_delete_on_server")]
 
 
@@ -134,9 +200,21 @@ def test_every_content_read_goes_through_the_reading_service():
     for path in _modules():
         if path.parent.name == "store" and path.name in ("content.py", "reading.py"):
             continue
-        for fn, _ in _calls(path, {"iter_content", "read_verified", "read_bytes"}, on="content"):
-            readers.append(f"{path.relative_to(PACKAGE)}:{fn}")
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        names = {"content"}  # the module, however it is imported
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module == "archiver.store":
+                names |= {a.asname or a.name for a in node.names if a.name == "content"}
+            elif isinstance(node, ast.ImportFrom) and node.module == "archiver.store.content":
+                readers += [f"{path.relative_to(PACKAGE)}: imports {a.name}"
+                            for a in node.names if a.name in READS]
+        for alias in names:
+            for fn, _ in _calls(path, READS, on=alias):
+                readers.append(f"{path.relative_to(PACKAGE)}:{fn}")
     assert readers == []
+
+
+READS = {"iter_content", "read_verified", "read_bytes"}
 
 
 PUBLIC = [_name(p) for p in _modules()

@@ -868,6 +868,19 @@ def test_database_url_never_yields_its_password_as_text(tmp_path: Path) -> None:
         "x" + url  # type: ignore[operator]  # not a str: cannot be glued into a message
 
 
+@pytest.mark.parametrize("url", [
+    "postgresql://postgres:Se@cr3t@127.0.0.1:5432/x",
+    "mysql://root:a@b@c@127.0.0.1/test",
+])
+def test_a_raw_at_sign_in_the_password_is_refused_without_echoing_it(tmp_path: Path,
+                                                                     url: str) -> None:
+    found = problems(tmp_path, f'[archive]\ndatabase = "{url}"\n')
+    assert len(found) == 1 and found[0].startswith("archive.database: ")
+    assert "%40" in found[0]
+    for part in ("cr3t", "Se@", "a@b", "b@c"):
+        assert part not in found[0]
+
+
 @pytest.mark.parametrize(
     ("written", "expected"),
     [

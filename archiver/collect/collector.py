@@ -40,7 +40,7 @@ from archiver.collect import policy
 from archiver.collect.pop3 import POP3Client
 from archiver.collect.writer import BatchWriter, Committed, Item, Refused
 from archiver.db import schema
-from archiver.db.unit import reading, unit_of_work
+from archiver.db.unit import read_only, unit_of_work
 from archiver.errors import (
     CollectError,
     DatabaseError,
@@ -216,7 +216,8 @@ class Collector:
         except CollectError as exc:
             report.failed(exc.kind, str(exc), retryable=exc.retryable)
         except (DatabaseError, StoreError) as exc:
-            report.failed("database", str(exc))
+            # DatabaseUnavailable is retryable: the server restarts, the network returns.
+            report.failed("database", str(exc), retryable=getattr(exc, "retryable", False))
         except KeyboardInterrupt:
             report.failed("interrupted", "interrupted (Ctrl-C) before the pass finished")
             raise
@@ -261,7 +262,7 @@ class Collector:
                 max_messages=account.max_messages_per_pass, max_bytes=account.max_bytes_per_pass)
             report.listed = len(sizes)
         else:
-            with reading(self.engine) as conn:
+            with read_only(self.engine) as conn:
                 known = deliveries.on_server(conn, account_id)
                 returned = deliveries.gone_from_server(
                     conn, account_id,
@@ -363,11 +364,11 @@ class Collector:
                 if stop.is_set():
                     report.warnings.append("stopped on request; the rest is collected next pass")
                     break
-        except BaseException:
+        except BaseException as failure:
             # Whatever broke, commit what was fully received; the original error
             # is what the pass reports.
-            _quietly(retrieved.close)
-            _quietly(writer.close)
+            _quietly(retrieved.close, failure)
+            _quietly(writer.close, failure)
             _count(writer.outcomes, plan, report)
             raise
         retrieved.close()
@@ -397,12 +398,12 @@ class Collector:
                     if not self._database_healthy():
                         raise one from exc
                     # The database works but refuses this one message.
-                    out.append(Refused(msgnum, origin.uidl, str(one)))
+                    out.append(Refused(msgnum, str(one)))
             return out
 
     def _database_healthy(self) -> bool:
         try:
-            with reading(self.engine) as conn:
+            with read_only(self.engine) as conn:
                 conn.execute(select(1))
             return True
         except DatabaseError:
@@ -455,7 +456,8 @@ class Collector:
 
 
 def _known(s: deliveries.Sighting) -> policy.KnownDelivery:
-    return policy.KnownDelivery(s.server_size, s.first_seen_at, s.purged)
+    # A delivery is archived when it is first seen: that is when its clock starts.
+    return policy.KnownDelivery(s.server_size, s.first_seen_at, s.tombstone)
 
 
 def _describe(plan: policy.PassPlan, msgnum: int) -> str:
@@ -520,10 +522,12 @@ def _local_process_gone(node: str | None) -> bool:
     return False
 
 
-def _quietly(close: Callable[[], object]) -> None:
-    """Run a cleanup step while another error is on its way out; log what it raises."""
+def _quietly(close: Callable[[], object], failure: BaseException) -> None:
+    """Run a cleanup step while ``failure`` is on its way out; log what it raises,
+    unless that is ``failure`` itself (the writer re-raising its own error)."""
     try:
         close()
     except BaseException as exc:  # the error already propagating is the one to report
-        log.error("while cleaning up after an error: %s", exc)
+        if exc is not failure:
+            log.error("while cleaning up after an error: %s", exc)
 

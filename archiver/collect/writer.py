@@ -40,7 +40,6 @@ class Refused:
     """The database refused message ``msgnum``; it stays on the server."""
 
     msgnum: int
-    uidl: str | None
     reason: str
 
 

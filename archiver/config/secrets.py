@@ -344,6 +344,13 @@ def _normalise(text: str, base_dir: Path, *, source: str) -> tuple[str, str]:
         raise ValueError(
             f"not a valid database URL{origin}; expected one like {DATABASE_EXAMPLES}"
         ) from None
+    if url.host and "@" in url.host:
+        # make_url splits user:password@host at the LAST "@": a password with a raw
+        # "@" leaves its tail in the host, where it would be printed and sent to DNS.
+        raise ValueError(
+            f"the database URL{origin} has an '@' after its user part: percent-encode "
+            "'@' in the password as %40 (and ':' as %3A, '/' as %2F)"
+        )
     backend, _, driver = url.drivername.partition("+")
     if backend not in _DATABASE_DRIVERS:
         raise ValueError(

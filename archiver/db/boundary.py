@@ -31,6 +31,10 @@ __all__ = [
 #: MySQL/MariaDB: deadlock, lock wait timeout. PostgreSQL: deadlock, serialization failure.
 _MYSQL_CONFLICTS = (1205, 1213)
 _PG_CONFLICTS = ("40P01", "40001")
+#: Integrity errors another writer can cause: a unique key it inserted first, a row it
+#: removed under our foreign key. PostgreSQL SQLSTATEs; MySQL error numbers.
+_PG_RACES = ("23505", "23503")
+_MYSQL_RACES = (1062, 1451, 1452)
 #: MySQL client errors meaning "no connection": can't connect, server gone, lost connection.
 _MYSQL_GONE = (2002, 2003, 2005, 2006, 2013, 2055)
 
@@ -48,14 +52,18 @@ def short_error(exc: BaseException) -> str:
 
 
 def is_conflict(exc: BaseException) -> bool:
-    """A unique-key race or a deadlock: redoing the whole transaction can succeed."""
-    if isinstance(exc, IntegrityError):
-        return True
-    if not isinstance(exc, OperationalError):
+    """A race with another writer (a unique key, a foreign key) or a deadlock:
+    redoing the whole transaction can succeed. A CHECK or NOT NULL violation
+    is a bug or bad data, never a race: redoing it cannot help."""
+    if not isinstance(exc, (IntegrityError, OperationalError)):
         return False
     orig = exc.orig
     code = orig.args[0] if orig is not None and orig.args else None
     sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    if isinstance(exc, IntegrityError):
+        text = str(orig)
+        return (sqlstate in _PG_RACES or code in _MYSQL_RACES
+                or text.startswith(("UNIQUE constraint failed", "FOREIGN KEY constraint failed")))
     return code in _MYSQL_CONFLICTS or sqlstate in _PG_CONFLICTS
 
 
@@ -79,6 +87,10 @@ def _is_unavailable(exc: SQLAlchemyError) -> bool:
 
 def _hint(exc: SQLAlchemyError) -> str:
     msg = str(getattr(exc, "orig", exc)).lower()
+    if ("password authentication failed" in msg or "access denied" in msg
+            or ("role" in msg and "does not exist" in msg)):
+        return (" (check the user name and password in archive.database; a password with"
+                " special characters must be percent-encoded, @ as %40)")
     if "does not exist" in msg and "database" in msg or "unknown database" in msg:
         return (" (archiver does not create databases on a server: create it first, e.g. "
                 "`createdb NAME` or `CREATE DATABASE NAME CHARACTER SET utf8mb4`)")
@@ -88,8 +100,11 @@ def _hint(exc: SQLAlchemyError) -> str:
         return " (the archive is read-only here: check the file's and folder's permissions)"
     if "disk" in msg and "full" in msg:
         return " (the disk is full: free space, then run again; nothing uncommitted was deleted)"
+    if "unable to open database file" in msg:
+        return " (check that the archive's folder exists and is writable)"
     if "no such table" in msg or "doesn't exist" in msg or "undefinedtable" in msg:
-        return " (the schema is incomplete: run `archiver db upgrade`)"
+        return (" (the schema is incomplete or damaged: `archiver db check` names what"
+                " differs from this archiver's tables)")
     return ""
 
 

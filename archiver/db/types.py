@@ -1,4 +1,4 @@
-"""Column types shared by the models, portable across SQLite, PostgreSQL and MariaDB/MySQL.
+"""Column types shared by the tables, portable across SQLite, PostgreSQL and MariaDB/MySQL.
 
 Each type is one decision made once: how a datetime is stored, how large a
 blob may be, which strings compare byte-for-byte. Every table in

@@ -8,7 +8,7 @@ collector's batches, later the scheduler and web requests) open the units:
 
 * :func:`unit_of_work` — one read-write transaction: commit on success,
   roll back on any error, database errors translated;
-* :func:`reading` — a read-only connection (nothing to commit);
+* :func:`read_only` — a connection for reads (nothing to commit);
 * :func:`run_transaction` — a unit of work that is redone from the start when
   another writer won a unique-key race or the database picked it as a
   deadlock victim (ingest, where two processes may store the same content).
@@ -26,9 +26,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from archiver.db.boundary import database_errors, is_conflict, short_error, translate
 from archiver.errors import DatabaseError
 
-__all__ = ["reading", "run_transaction", "unit_of_work"]
+__all__ = ["read_only", "run_transaction", "unit_of_work"]
 
-T = TypeVar("T")
+_T = TypeVar("_T")
 
 #: How often a unit of work that lost a race is redone before giving up.
 CONFLICT_ATTEMPTS = 5
@@ -42,14 +42,14 @@ def unit_of_work(engine: Engine) -> Iterator[Connection]:
 
 
 @contextmanager
-def reading(engine: Engine) -> Iterator[Connection]:
+def read_only(engine: Engine) -> Iterator[Connection]:
     """A connection for reads only; whatever the block leaves open is rolled back."""
     with database_errors(engine), engine.connect() as conn:
         yield conn
 
 
-def run_transaction(engine: Engine, work: Callable[[Connection], T], *,
-                    attempts: int = CONFLICT_ATTEMPTS) -> T:
+def run_transaction(engine: Engine, work: Callable[[Connection], _T], *,
+                    attempts: int = CONFLICT_ATTEMPTS) -> _T:
     """``work(conn)`` in one transaction, redone after a unique-key race or deadlock.
 
     ``work`` must be safe to run again from the start: everything it did in a

@@ -41,10 +41,13 @@ class DemoResult:
 
 
 @contextmanager
-def demo_mailbox(messages: list[bytes]) -> Iterator[tuple[dict, str]]:
-    """Yield (account keys for config.toml, server description) for a loaded mailbox."""
+def demo_mailbox(messages: list[bytes], folder: Path | None = None,
+                 ) -> Iterator[tuple[dict, str]]:
+    """Yield (account keys for config.toml, server description) for a loaded mailbox;
+    a Dovecot keeps its files in ``folder`` when given."""
     if dovecot.find_dovecot():
-        with dovecot.DemoDovecot(DEMO_USER, DEMO_PASSWORD, messages) as server:
+        with dovecot.DemoDovecot(DEMO_USER, DEMO_PASSWORD, messages,
+                                 parent=folder.absolute() if folder else None) as server:
             yield ({"host": server.host, "port": server.port, "tls": "implicit",
                     "ca_file": str(server.ca_file)},
                    f"a private Dovecot (POP3S on {server.host}:{server.port})")
@@ -79,7 +82,7 @@ def run_demo(folder: Path, count: int, *, on_phase: Callable[[str], None] = lamb
     on_phase(f"generating {count} sample messages")
     messages = demo_messages(count)
     on_phase("starting a throwaway POP3 mailbox")
-    with demo_mailbox(messages) as (server_keys, description):
+    with demo_mailbox(messages, folder) as (server_keys, description):
         ca_src = server_keys.pop("ca_file", None)
         if ca_src:
             shutil.copy(ca_src, folder / "demo-ca.pem")
@@ -99,9 +102,9 @@ def run_demo(folder: Path, count: int, *, on_phase: Callable[[str], None] = lamb
     from sqlalchemy import select
 
     from archiver.db import schema
-    from archiver.db.unit import reading
+    from archiver.db.unit import read_only
 
-    with reading(engine) as conn:
+    with read_only(engine) as conn:
         result.sample_id = conn.execute(
             select(schema.messages.c.sha256).where(schema.messages.c.has_attachments.is_(True))
             .order_by(schema.messages.c.sort_date.desc()).limit(1)

@@ -83,15 +83,32 @@ def find_dovecot() -> str | None:
     return binary
 
 
+#: Longest parent folder for the server's directory (its sockets must fit in sun_path).
+MAX_PARENT = 60
+
+
+def _world_traversable(folder: Path) -> bool:
+    try:
+        return all(os.stat(p).st_mode & 0o001 for p in (folder, *folder.parents))
+    except OSError:
+        return False
+
 class DemoDovecot:
     """Dovecot serving one user's ``messages`` over POP3S on a free localhost port."""
 
     host = "localhost"  # the name the certificate carries (and 127.0.0.1)
 
-    def __init__(self, username: str, password: str, messages: Iterable[bytes]) -> None:
+    def __init__(self, username: str, password: str, messages: Iterable[bytes], *,
+                 parent: Path | None = None) -> None:
         self.username = username
         self.password = password
         self.messages = list(messages)
+        # Where the server's directory goes: inside the demo folder, so a killed demo
+        # leaves nothing in the temp dir and the next run clears it. Unix socket paths
+        # are limited to ~107 bytes, so a deep folder falls back to the temp dir.
+        # Dovecot's unprivileged processes must be able to pass through every folder above.
+        self.parent = parent if parent is not None and len(str(parent)) <= MAX_PARENT \
+            and _world_traversable(parent) else None
         self.port = 0
         self.root: Path | None = None
         self._process: subprocess.Popen[bytes] | None = None
@@ -118,7 +135,8 @@ class DemoDovecot:
         binary = find_dovecot()
         if binary is None:
             raise RuntimeError("dovecot is not installed (dovecot-core dovecot-pop3d)")
-        self.root = Path(tempfile.mkdtemp(prefix="archiver-demo-dovecot-"))
+        self.root = Path(tempfile.mkdtemp(prefix=".dovecot-" if self.parent else
+                                          "archiver-demo-dovecot-", dir=self.parent))
         try:
             ids = _Ids.detect()
             if ids.as_root:

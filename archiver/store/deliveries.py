@@ -60,7 +60,7 @@ class Sighting:
     server_size: int | None
     first_seen_at: datetime
     #: the message was purged; the row is a tombstone (never fetch again)
-    purged: bool
+    tombstone: bool
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,7 +29,7 @@ from sqlalchemy import Connection, Engine, insert, select, update
 from archiver.db import schema
 from archiver.db.batching import in_batches
 from archiver.db.schema import DeliveryKind
-from archiver.db.unit import reading, run_transaction
+from archiver.db.unit import read_only, run_transaction
 from archiver.store import deliveries
 from archiver.store.content import ContentEncoder
 from archiver.store.spool import Spool
@@ -177,7 +177,7 @@ class MessageStore:
         # Parse and compress new content before the write transaction opens:
         # it is the slow part, and no lock should wait on it.
         m = schema.messages
-        with reading(self.engine) as conn:
+        with read_only(self.engine) as conn:
             existing = _select_map(conn, m.c.sha256, m.c.id, {s.sha256 for s, _ in items})
         prepared: dict[str, _Prepared] = {}
         for spool, _ in items:

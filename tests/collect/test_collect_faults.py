@@ -75,7 +75,7 @@ class Clock:
 
 @pytest.fixture
 def account(tmp_path, db_url):
-    """account(server, **keys) -> a config schema.accounts, loaded by the real loader."""
+    """account(server, **keys) -> a config Account, loaded by the real loader."""
 
     def build(server, name: str = "acct", **overrides):
         keys = account_for(server, name, timeout="5s")

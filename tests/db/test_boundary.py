@@ -11,7 +11,7 @@ from sqlalchemy.engine import make_url
 
 from archiver.db import schema
 from archiver.db.engine import create_archive_engine
-from archiver.db.unit import reading, run_transaction, unit_of_work
+from archiver.db.unit import read_only, run_transaction, unit_of_work
 from archiver.errors import DatabaseError, DatabaseUnavailable
 from tests.dbutil import IN_CI
 
@@ -32,12 +32,12 @@ def test_a_unit_of_work_commits_or_rolls_back_as_a_whole(engine):
         raise RuntimeError("boom")
     with unit_of_work(engine) as conn:
         conn.execute(insert(a).values(name="kept", created_at=now))
-    with reading(engine) as conn:
+    with read_only(engine) as conn:
         assert conn.execute(select(a.c.name)).scalars().all() == ["kept"]
 
 
 def test_database_errors_become_ours_and_name_the_database(engine):
-    with pytest.raises(DatabaseError) as info, reading(engine) as conn:
+    with pytest.raises(DatabaseError) as info, read_only(engine) as conn:
         conn.execute(text("SELECT no_such_column FROM accounts"))
     err = info.value
     assert not isinstance(err, DatabaseUnavailable)
@@ -57,7 +57,7 @@ def test_an_unreachable_server_is_unavailable_and_the_password_stays_hidden(back
         if IN_CI:
             raise
         pytest.skip(str(exc))
-    with pytest.raises(DatabaseUnavailable) as info, reading(engine) as conn:
+    with pytest.raises(DatabaseUnavailable) as info, read_only(engine) as conn:
         conn.execute(select(1))
     message = str(info.value)
     assert "s3cret-pw" not in message and "***" in message
@@ -83,7 +83,7 @@ def test_run_transaction_redoes_a_unit_that_lost_a_race(engine):
 
     run_transaction(engine, work)
     assert len(attempts) == 2
-    with reading(engine) as conn:
+    with read_only(engine) as conn:
         assert conn.execute(select(a.c.name)).scalars().all() == ["raced"]
 
 
@@ -123,5 +123,26 @@ def test_units_of_work_on_threads_do_not_share_transactions(engine):
     for t in threads:
         t.join()
     assert errors == []
-    with reading(engine) as conn:
+    with read_only(engine) as conn:
         assert len(conn.execute(select(schema.accounts.c.id)).all()) == 4
+
+
+def test_a_check_violation_is_not_mistaken_for_a_race(engine):
+    from datetime import datetime, timezone
+
+    now = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    calls = []
+
+    def bad_row(conn):
+        calls.append(1)
+        key = conn.execute(insert(schema.accounts).values(name="a", created_at=now)
+                           ).inserted_primary_key
+        conn.execute(insert(schema.account_leases).values(
+            account_id=key[0], owner="n", epoch=0, acquired_at=now, expires_at=now))
+
+    with pytest.raises(DatabaseError) as info:
+        run_transaction(engine, bad_row)
+    assert len(calls) == 1  # redoing it could never help
+    assert "colliding" not in str(info.value)
+    with read_only(engine) as conn:
+        assert conn.execute(select(schema.accounts.c.id)).all() == []

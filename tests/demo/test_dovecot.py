@@ -152,3 +152,44 @@ def test_a_failed_start_says_why_and_cleans_up(monkeypatch):
     with pytest.raises(RuntimeError, match="no_such_setting"):
         server.start()
     assert server.root is None and server._process is None
+
+
+@pytest.fixture
+def open_dir():
+    """A folder every user can pass through (pytest's tmp_path is private to root),
+    as Dovecot's unprivileged processes need."""
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix="archiver-t-", dir="/tmp"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_a_killed_demo_leaves_nothing_in_the_temp_dir(open_dir):
+    """The demo's Dovecot keeps its files (mail, key) in the demo folder, which the
+    next run replaces; a SIGKILLed demo leaves nothing behind in the temp dir."""
+    require_dovecot()
+    tmp_path = open_dir
+    scratch = tmp_path / "tmp"
+    scratch.mkdir(mode=0o777)
+    scratch.chmod(0o1777)
+    env = {**os.environ, "TMPDIR": str(scratch)}
+    demo = subprocess.Popen([sys.executable, "-m", "archiver", "demo", "--dir", "d",
+                             "--messages", "3000"], cwd=tmp_path, env=env,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not list((tmp_path / "d").glob(".dovecot-*/dovecot.conf")):
+            assert demo.poll() is None and time.monotonic() < deadline, "Dovecot never started"
+            time.sleep(0.05)
+    finally:
+        demo.kill()
+        demo.wait()
+    assert list((tmp_path / "d").glob(".dovecot-*"))  # what it left is in its own folder
+    assert [p.name for p in scratch.iterdir() if p.name.startswith("archiver")] == []
+    assert subprocess.run([sys.executable, "-m", "archiver", "demo", "--dir", "d",
+                           "--messages", "5"], cwd=tmp_path, env=env,
+                          capture_output=True).returncode == 0
+    assert list((tmp_path / "d").glob(".dovecot-*")) == []  # the next run cleared it

@@ -10,7 +10,7 @@ from sqlalchemy import insert, select
 from archiver.db import schema
 from archiver.db.boundary import database_errors
 from archiver.db.schema import DeliveryKind, DeliveryState
-from archiver.db.unit import reading, unit_of_work
+from archiver.db.unit import read_only, unit_of_work
 from archiver.errors import DatabaseError
 from archiver.store import deliveries as ledger
 from archiver.store.ingest import Origin, Outcome
@@ -25,7 +25,7 @@ def mail(n: int) -> bytes:
 
 def rows(engine) -> list:
     d, m = schema.deliveries, schema.messages
-    with reading(engine) as conn:
+    with read_only(engine) as conn:
         return conn.execute(
             select(d.c.kind, d.c.state, d.c.uidl, d.c.former_uidl, m.c.sha256,
                    d.c.deleted_on_server_at, d.c.server_size)
@@ -104,7 +104,7 @@ def test_gone_back_and_gone_by_content(conn):
     assert set(ledger.gone_from_server(conn, account, ["u1", "zz"])) == {"u1"}
     ledger.confirm_on_server(conn, account, [("u1", 11)])
     seen = ledger.on_server(conn, account)["u1"]
-    assert (seen.server_size, seen.purged, seen.first_seen_at) == (11, False, T0)
+    assert (seen.server_size, seen.tombstone, seen.first_seen_at) == (11, False, T0)
     # Marking gone twice keeps the first instant.
     ledger.mark_gone(conn, account, ["u1"], T0)
     ledger.mark_gone(conn, account, ["u1"], T0 + timedelta(days=1))
@@ -128,7 +128,7 @@ def test_tombstone_keeps_the_uidl_known_without_its_message(conn):
     ledger.record(conn, [ledger.NewDelivery(account, DeliveryKind.POP3, pk, uidl="u1")], T0)
     ledger.tombstone(conn, [pk])
     assert [(r.state, r.uidl, r.sha256) for r in _ledger(conn)] == [("purged", "u1", None)]
-    assert ledger.on_server(conn, account)["u1"].purged is True
+    assert ledger.on_server(conn, account)["u1"].tombstone is True
     assert ledger.recorded_uidls(conn, [(account, "u1")]) == {(account, "u1"): None}
 
 
@@ -154,7 +154,7 @@ def test_retention_is_marked_stale_by_new_content_and_new_deliveries(store, engi
     res = store.store(Spool.from_bytes(mail(1)), Origin("a", uidl="1"))
 
     def stale() -> bool:
-        with reading(engine) as conn:
+        with read_only(engine) as conn:
             return conn.execute(select(m.c.retention_stale).where(m.c.sha256 == res.sha256)
                                 ).scalar_one()
 

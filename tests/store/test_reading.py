@@ -10,8 +10,7 @@ import pytest
 from sqlalchemy import select, update
 
 from archiver.db import schema
-from archiver.db.unit import reading as read_only
-from archiver.db.unit import unit_of_work
+from archiver.db.unit import read_only, unit_of_work
 from archiver.errors import CorruptContent, DatabaseError, MessageNotFound
 from archiver.store import reading
 from archiver.store.ingest import Origin
