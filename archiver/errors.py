@@ -10,6 +10,7 @@ No message built here may contain a password or token (DESIGN.md §2 rule 8).
     ArchiverError
     ├── ConfigError            bad config.toml (exit 2)
     ├── UsageError             bad command-line input (exit 2)
+    │   └── QuerySyntaxError   a search query that does not parse (column, expected)
     ├── DatabaseError          archive unusable: schema missing, too old or too new,
     │   │                      or a statement the database refused
     │   └── DatabaseUnavailable  cannot connect, or the connection was lost: retry later
@@ -66,6 +67,30 @@ class UsageError(ArchiverError):
     """A command was called with arguments that cannot work."""
 
     exit_code = 2
+
+
+class QuerySyntaxError(UsageError):
+    """A search query (CLI, web UI, hold, retention rule) that does not parse.
+
+    ``str()`` is the whole message, ready to show as is: what is wrong, the
+    column and what was expected (``after: expects YYYY-MM-DD at column 7,
+    got "yesterday"``). ``query`` is the text as given; ``position`` the
+    0-based offset of the offending character in it (``len(query)`` when
+    the query ended too soon) and ``column`` the same 1-based, both counted
+    in characters (code points); ``expected`` says what would have been valid
+    there (``YYYY-MM-DD``, ``a closing "``).
+    """
+
+    def __init__(self, message: str, *, query: str, position: int, expected: str) -> None:
+        super().__init__(message)
+        self.query = query
+        self.position = position
+        self.expected = expected
+
+    @property
+    def column(self) -> int:
+        """The 1-based column of :attr:`position`."""
+        return self.position + 1
 
 
 class DatabaseError(ArchiverError):
@@ -188,6 +213,7 @@ __all__ = [
     "MessageTooLarge",
     "NetworkError",
     "ProtocolError",
+    "QuerySyntaxError",
     "ServerBusy",
     "ServerPermanentError",
     "StoreError",

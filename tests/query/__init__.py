@@ -1,0 +1,1 @@
+"""The search language: tokenizer, grammar, syntax tree, canonical text (archiver.query)."""
