@@ -295,45 +295,67 @@ def _to_toml(data: dict) -> str:
 
 @cli.command("import")
 @click.argument("path", type=click.Path(path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(["mbox", "maildir", "eml"]),
-              help="Source format. Default: detected (a folder with cur/ or new/ is a maildir, "
-                   "a file starting with \"From \" an mbox, anything else .eml).")
+@click.option("--format", "fmt", type=click.Choice(["mbox", "mboxrd", "maildir", "eml"]),
+              help="Source format. Default: detected file by file (see above).")
 @click.option("--account", default="import", show_default=True, metavar="NAME",
               help="Account the imported messages are recorded under.")
+@click.option("--force", is_flag=True,
+              help="Archive files that do not look like mail (no header block) anyway.")
 @json_option
 @pass_app
-def import_cmd(app: App, path: Path, fmt: str | None, account: str, as_json: bool) -> None:
-    """Back-fill the archive from an mbox file, a maildir, or .eml files.
+def import_cmd(app: App, path: Path, fmt: str | None, account: str, force: bool,
+               as_json: bool) -> None:
+    """Back-fill the archive from mbox files, maildirs, or single-message files.
 
     Messages are stored in POP3 wire form (bare LF becomes CRLF) with the same
     dedup rules as collection: importing the same files again stores nothing
     new, and a message imported now and collected later is stored once.
-    A file or message that cannot be read is reported and skipped.
-    Exit 1 if any was skipped.
+
+    \b
+    Formats:
+      maildir  new/ and cur/ of the maildir and its Maildir++ .Sub folders
+      eml      every file under PATH is one message, whatever its name
+      mbox     files starting with a "From " line, split at "From " lines;
+               ">From " quoting is kept as found
+      mboxrd   the same, and one ">" is removed from ">From ", ">>From ", ...
+
+    Without --format each file is detected on its own: *.eml is one message,
+    a file starting with "From " an mbox, a file whose first line is a header
+    field one message, a folder with cur/ or new/ a maildir; other files
+    (and hidden ones) are skipped and listed with the reason ("skipped" in
+    --json). A file named as PATH is always taken.
+
+    A message without a header block (its first line, after an optional
+    "From " line, is not "Name: value") is refused: binaries and source files
+    are not mail. --force archives them anyway. A file, folder or message that
+    cannot be read or is refused is reported in "errors" and the rest is
+    imported. Exit 1 if anything was refused or could not be read.
     """
-    from archiver.importer import MailSource, detect_format, import_path
+    from archiver.importer import MailSource, display_path, import_path
     from archiver.ui import human_size, print_json, progress_bar
 
     if not ACCOUNT_NAME.fullmatch(account):
         raise UsageError(f"--account {account!r}: an account name is 1-64 letters, digits, "
                          "'.', '_' or '-' (as accounts[].name in config.toml)")
-    fmt = fmt or detect_format(path)
     source = MailSource(path, fmt)  # checks the path before the archive is touched
     store = app.store
     total = source.total_bytes()
-    with progress_bar(f"importing {path.name}", total, unit="bytes", enabled=True) as bar:
-        _, report = import_path(store, path, fmt=fmt, account=account,
-                                progress=lambda n, _r: bar.advance(n))
+    with progress_bar(f"importing {display_path(path.name)}", total, unit="bytes",
+                      enabled=True) as bar:
+        _, report = import_path(store, path, fmt=fmt, account=account, force=force,
+                                source=source, progress=lambda n, _r: bar.advance(n))
     if app.json:
         print_json(report.to_json())
     else:
         click.echo(
             f"{report.files} file(s), {report.messages} message(s): {report.archived} archived "
             f"({human_size(report.bytes)}), {report.duplicates} already in the archive, "
-            f"{len(report.errors)} skipped"
+            f"{len(report.errors)} failed, {len(report.skipped)} skipped"
         )
+        for skip in report.skipped:
+            click.echo(f"skipped {skip['source']}: {skip['reason']}", err=True)
         for err in report.errors:
-            click.echo(f"skipped {err['source']}: {err['error']}", err=True)
+            click.echo(f"failed {err['source']}: {err['error']}", err=True)
     if report.errors:
         sys.exit(1)
 

@@ -115,7 +115,7 @@ def _raw_get(headers: Message, name: str) -> str | None:
 
 
 def _parse_into(raw: Raw, result: ParsedMessage) -> None:
-    headers, body_start = _read_headers(raw, 0, len(raw), result)
+    headers, body_start = _read_headers(raw, from_line_length(raw), len(raw), result)
     index = _raw_index(headers)
 
     def _raw_all(_headers: Message, name: str) -> list[str]:
@@ -150,6 +150,28 @@ def _parse_into(raw: Raw, result: ParsedMessage) -> None:
 
 # ---------------------------------------------------------------------------
 # Header blocks
+
+
+#: A From_ line longer than this is not taken for one (it is a very long first line).
+MAX_FROM_LINE = 4096
+_HEADER_NAMED_FROM = re.compile(rb"From[ \t]*:")
+
+
+def from_line_length(raw: Raw) -> int:
+    """Length (line end included) of the mbox From_ line ``raw`` starts with, else 0.
+
+    ``From sender@host date`` (or just ``From sender@host``) is an mbox
+    envelope line, not a header field: an .eml saved from an mbox, or mail
+    delivered with it, starts with one. Parsing skips it; storage never does
+    (the stored bytes are the file in wire form). ``From: …`` and the
+    obsolete ``From : …`` are header fields, not From_ lines.
+    """
+    if raw[:5] != b"From ":
+        return 0
+    end = raw.find(b"\n", 0, MAX_FROM_LINE)
+    if end < 0 or _HEADER_NAMED_FROM.match(bytes(raw[:end])):
+        return 0
+    return end + 1
 
 
 #: A run of header fields: "name: value" lines and their folded continuations.
@@ -665,6 +687,7 @@ __all__ = [
     "MAX_TEXT_PART_BYTES",
     "ParsedMessage",
     "decode_header_value",
+    "from_line_length",
     "html_to_text",
     "parse_message",
 ]

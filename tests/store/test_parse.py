@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from archiver.store.parse import html_to_text, parse_message
+from archiver.store.parse import from_line_length, html_to_text, parse_message
 from archiver.store.spool import to_wire_form
 from tests.support.corpus import tricky_cases
 
@@ -82,3 +82,32 @@ def test_never_raises_on_arbitrary_bytes(raw):
 def test_never_raises_on_mime_shaped_noise(lines):
     parsed = parse_message(b"".join(lines))
     assert not any(d.startswith("parser failure") for d in parsed.defects)
+
+
+# -- issue 8, point 9: a From_ line is skipped for parsing -------------------------------
+
+
+@pytest.mark.parametrize("from_line", [
+    b"From sender@host\n",  # short: no date (no colon, so not even header-shaped)
+    b"From sender@host Thu Jan  1 00:00:00 2026\n",
+    b"From MAILER-DAEMON\r\n",
+    b"From \n",
+])
+@pytest.mark.parametrize("form", ["file", "wire"])
+def test_a_from_line_is_skipped_for_parsing(from_line, form):
+    raw = from_line + (b"From: Alice <alice@example.com>\nSubject: hello\n"
+                       b"Date: Tue, 3 Mar 2026 09:00:00 +0000\n\nbody text\n")
+    parsed = parse_message(raw if form == "file" else to_wire_form(raw))
+    assert parsed.subject == "hello" and parsed.from_address == "alice@example.com"
+    assert parsed.date is not None and "body text" in parsed.text
+    assert "missing blank line between header and body" not in parsed.defects
+
+
+def test_from_line_length():
+    assert from_line_length(b"From a@b\nSubject: x\n") == len(b"From a@b\n")
+    assert from_line_length(b"From a@b\r\nSubject: x\r\n") == len(b"From a@b\r\n")
+    for header in (b"From: a@b\n", b"From : a@b\n", b"From\t: a@b\n", b"Subject: From x\n",
+                   b"From a@b without a line end", b"from a@b\n", b">From a@b\n"):
+        assert from_line_length(header) == 0, header
+    # Only the first line: a From_ line later on is body text.
+    assert parse_message(b"Subject: s\n\nFrom me\n").subject == "s"
