@@ -139,6 +139,7 @@ def init(app: App, as_json: bool) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(SAMPLE_CONFIG, encoding="utf-8")
         wrote = True
+    _make_sqlite_folder(app.database_url)
     before, after = migrate.upgrade(app.engine)
     where = describe_url(app.database_url)
     if app.json:
@@ -154,6 +155,26 @@ def init(app: App, as_json: bool) -> None:
         click.echo(f"archive {where}: schema {before or 'none'} -> {after}")
     if wrote:
         click.echo(f"next: add your POP3 accounts to {path}, then run `archiver check --connect`")
+
+
+def _make_sqlite_folder(url: str) -> None:
+    """`init` creates the folder of a SQLite archive, as it does the config's."""
+    from archiver.db.engine import sqlite_file_missing
+
+    missing = sqlite_file_missing(url)
+    if missing:
+        Path(missing).parent.mkdir(parents=True, exist_ok=True)
+
+
+def _existing_archive(app: App) -> None:
+    """Read-only schema commands must not create an empty SQLite file at a mistyped path."""
+    from archiver.db.engine import sqlite_file_missing
+    from archiver.errors import DatabaseError
+
+    missing = sqlite_file_missing(app.database_url)
+    if missing:
+        raise DatabaseError(f"there is no archive at {missing} yet; run `archiver init` to "
+                            "create it (or fix archive.database in config.toml)")
 
 
 @cli.group()
@@ -190,6 +211,7 @@ def db_current(app: App, as_json: bool) -> None:
     from archiver.db.boundary import describe_url
     from archiver.db.engine import SchemaState, schema_status
 
+    _existing_archive(app)
     status, head = schema_status(app.engine), migrate.head_revision()
     rev, where = status.revision, describe_url(app.database_url)
     if app.json:
@@ -215,6 +237,7 @@ def db_check(app: App, as_json: bool) -> None:
     """Check that the live schema matches what this archiver's models expect (exit 1 on drift)."""
     from archiver.db import migrate
 
+    _existing_archive(app)
     report = migrate.check(app.engine)
     if app.json:
         from archiver.ui import print_json
@@ -222,7 +245,7 @@ def db_check(app: App, as_json: bool) -> None:
         print_json({"ok": report.ok, "revision": report.revision, "head": report.head,
                     "differences": report.differences})
     elif report.ok:
-        click.echo(f"schema {report.revision} matches the models: no drift")
+        click.echo(f"schema {report.revision} matches archiver's tables: no drift")
     else:
         if report.revision != report.head:
             click.echo(f"schema is at {report.revision or 'none'}, expected {report.head}", err=True)
@@ -438,7 +461,10 @@ def status(app: App, as_json: bool) -> None:
     from archiver.ui import console, human_size, print_json
 
     configured = [a.name for a in app.config.accounts]
-    data = archive_status(app.ready_engine(), configured)
+    from archiver.db.unit import read_only
+
+    with read_only(app.ready_engine()) as conn:
+        data = archive_status(conn, configured)
     if app.json:
         print_json(data)
         return
@@ -475,16 +501,15 @@ def verify(app: App, as_json: bool) -> None:
     Exit 0 when everything is intact; exit 1 naming every message whose
     content no longer matches its id, and every broken audit entry.
     """
-    from archiver.db.unit import reading
+    from archiver.db.unit import read_only
     from archiver.store import content
     from archiver.ui import human_size, print_json, progress_bar
     from archiver.verify import verify_archive
 
-    engine = app.ready_engine()
-    with reading(engine) as conn:
+    with read_only(app.ready_engine()) as conn:
         _, total = content.count(conn)
-    with progress_bar("verifying", total, unit="bytes") as bar:
-        report = verify_archive(engine, progress=bar.advance)
+        with progress_bar("verifying", total, unit="bytes") as bar:
+            report = verify_archive(conn, progress=bar.advance)
     if app.json:
         print_json(report.to_json())
     else:

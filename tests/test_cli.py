@@ -264,3 +264,17 @@ def test_nonexistent_server_database_is_named(tmp_path, backend):
         r = run_cli(*args, config=cfg)
         assert r.exit_code == 1, (args, r)
         assert "Traceback" not in r.stderr and "create it first" in r.stderr, (args, r)
+
+
+def test_init_creates_the_archive_folder_and_schema_commands_never_create_files(tmp_path):
+    cfg = tmp_path / "config.toml"
+    cfg.write_text('[archive]\ndatabase = "sqlite:///sub/dir/archive.db"\n')
+    for command in (("db", "current"), ("db", "check"), ("status",)):
+        r = run_cli(*command, config=cfg)
+        assert r.exit_code == 1 and "no archive at" in r.stderr and "archiver init" in r.stderr
+        assert "Traceback" not in r.stderr
+    assert not (tmp_path / "sub").exists()
+    r = run_cli("init", config=cfg)
+    assert r.exit_code == 0, r
+    assert (tmp_path / "sub" / "dir" / "archive.db").is_file()
+    assert run_cli("db", "check", config=cfg).exit_code == 0
