@@ -577,6 +577,7 @@ def collect(app: App, accounts: tuple[str, ...], as_json: bool) -> None:
                          "(see `archiver init` for a commented sample)")
     from archiver.ui import multi_progress
 
+    _interrupt_on_sigterm()
     with multi_progress() as bars:
         reports = collect_accounts(store, selected, app.config.scheduler.max_concurrent_accounts,
                                    progress=_BarProgress(bars.add_bytes_task))
@@ -584,8 +585,22 @@ def collect(app: App, accounts: tuple[str, ...], as_json: bool) -> None:
         print_json({"accounts": [r.to_json() for r in reports]})
     else:
         _print_collect(reports)
-    if any(r.status != "ok" for r in reports):
+    # A message the pass tried and failed to archive (-ERR, the database refusing
+    # it) fails the command; one left by policy (too large, purged) does not.
+    if any(r.status != "ok" or r.message_failures for r in reports):
         sys.exit(1)
+
+
+def _interrupt_on_sigterm() -> None:
+    """SIGTERM ends a `collect` like Ctrl-C: the pass commits what it fully
+    received, sends no DELE, and its run is recorded as interrupted (without
+    this, Python dies on the spot and the run stays "running")."""
+    import signal
+
+    def interrupt(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def _print_collect(reports) -> None:
@@ -597,10 +612,14 @@ def _print_collect(reports) -> None:
                     f"({human_size(r.bytes)}), {r.duplicates} duplicate(s), "
                     f"{r.deleted_on_server} deleted on server in {r.duration_s:.2f}s")
             if r.skipped:
-                line += f", {r.skipped} left on server (see warnings)"
+                reasons = ", ".join(f"{n} {why.replace('_', ' ')}"
+                                    for why, n in r.skipped_by.items() if n)
+                line += f", {r.skipped} left on server ({reasons})"
             if r.deferred:
                 line += f", {r.deferred} left for the next pass"
             click.echo(line)
+            for warning in r.warnings:
+                click.echo(f"{r.account}: warning: {warning}", err=True)
         else:
             click.echo(f"{r.account}: FAILED ({r.error_kind}): {r.error}", err=True)
             if r.archived or r.duplicates:

@@ -1230,7 +1230,8 @@ def test_missing_database_driver_is_a_config_error(monkeypatch, url, extra):
     with pytest.raises(ConfigError) as err:
         parse_config(f'[archive]\ndatabase = "{url}"\n')
     message = str(err.value)
-    assert "archive.database:" in message and f"pip install 'archiver[{extra}]'" in message
+    assert "archive.database:" in message and f"pip install -e '.[{extra}]'" in message
+    assert "archiver[" not in message  # "archiver" on PyPI is another project
     assert "secret" not in message
 
 

@@ -44,7 +44,7 @@ SURFACE = {
         'user_capabilities'
     },
     "archiver.collect.policy": {
-        'KnownDelivery', 'PassPlan', 'UIDL_MAX', 'deletion_due', 'deletions', 'plan_pass',
+        'FAILURES', 'KnownDelivery', 'SKIP_REASONS', 'PassPlan', 'UIDL_MAX', 'deletion_due', 'deletions', 'plan_pass',
         'plan_pass_without_uidl', 'plan_warnings', 'valid_uidl'
     },
     "archiver.collect.pop3": {

@@ -44,6 +44,7 @@ from archiver.db.unit import read_only, unit_of_work
 from archiver.errors import (
     CollectError,
     DatabaseError,
+    MessageTooLarge,
     StoreError,
     UIDLUnsupported,
 )
@@ -101,9 +102,22 @@ class PassReport:
     retryable: bool = False
     #: messages left on the server this pass because of a problem (too large, -ERR, ...)
     skipped: int = 0
+    #: the same, by reason (policy.SKIP_REASONS)
+    skipped_by: dict[str, int] = field(
+        default_factory=lambda: dict.fromkeys(policy.SKIP_REASONS, 0))
     #: new messages left for the next pass by the per-pass limits
     deferred: int = 0
     warnings: list[str] = field(default_factory=list)
+
+    def skip(self, reason: str, count: int = 1) -> None:
+        self.skipped += count
+        self.skipped_by[reason] += count
+
+    @property
+    def message_failures(self) -> int:
+        """Messages this pass could not archive although it tried (-ERR on RETR, the
+        database refusing one): a failure of the pass even when its status is ok."""
+        return sum(self.skipped_by[r] for r in policy.FAILURES)
 
     def failed(self, kind: str, error: str, *, retryable: bool = False) -> None:
         self.status, self.error_kind, self.error, self.retryable = (
@@ -121,6 +135,8 @@ class PassReport:
             "bytes": self.bytes,
             "duration_s": round(self.duration_s, 3),
             "error": self.error,
+            "skipped": dict(self.skipped_by),
+            "warnings": list(self.warnings),
         }
 
 
@@ -219,7 +235,8 @@ class Collector:
             # DatabaseUnavailable is retryable: the server restarts, the network returns.
             report.failed("database", str(exc), retryable=getattr(exc, "retryable", False))
         except KeyboardInterrupt:
-            report.failed("interrupted", "interrupted (Ctrl-C) before the pass finished")
+            report.failed("interrupted", "interrupted (Ctrl-C or SIGTERM) before the pass "
+                          "finished; what was committed is kept, nothing else was deleted")
             raise
         except BaseException as exc:
             # A bug: the run record must not say "ok".
@@ -277,7 +294,8 @@ class Collector:
             report.listed = len(uidls)
         report.new, report.deferred = plan.new_count, plan.deferred
         skipped, warnings = policy.plan_warnings(plan, sizes, account.max_message_size)
-        report.skipped += skipped
+        for reason, count in skipped.items():
+            report.skip(reason, count)
         report.warnings.extend(warnings)
 
         # 3. Fetch; the writer commits and returns what it committed.
@@ -348,7 +366,8 @@ class Collector:
                 sink = cast(Spool, res.sink)
                 if res.error is not None:
                     sink.close()
-                    report.skipped += 1
+                    report.skip("too_large" if isinstance(res.error, MessageTooLarge)
+                                else "retr_error")
                     report.warnings.append(f"{_describe(plan, res.msgnum)} left on the server: "
                                            f"{res.error}")
                     continue
@@ -469,7 +488,7 @@ def _count(outcomes: list[Committed | Refused], plan: policy.PassPlan, report: P
     """Fold the writer's outcomes into the report (once, after the writer stopped)."""
     for o in outcomes:
         if isinstance(o, Refused):
-            report.skipped += 1
+            report.skip("store_refused")
             report.warnings.append(f"{_describe(plan, o.msgnum)} could not be stored and stays "
                                    f"on the server: {o.reason}")
         elif o.result.outcome == Outcome.ARCHIVED:

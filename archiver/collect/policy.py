@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 __all__ = [
+    "FAILURES",
     "KnownDelivery",
+    "SKIP_REASONS",
     "PassPlan",
     "UIDL_MAX",
     "deletion_due",
@@ -224,15 +226,22 @@ def deletions(plan: PassPlan, committed: Iterable[int], *, stopping: bool) -> li
     return sorted(due)
 
 
+#: Why a pass left a message on the server (``collect --json`` ``skipped``). Only
+#: ``retr_error`` and ``store_refused`` are failures of the pass (exit 1); the others
+#: are the account's limits or the archive's rules doing their job.
+SKIP_REASONS = ("too_large", "invalid_uidl", "purged", "retr_error", "store_refused")
+FAILURES = ("retr_error", "store_refused")
+
+
 def plan_warnings(plan: PassPlan, sizes: Mapping[int, int], max_message_size: int,
-                  ) -> tuple[int, list[str]]:
-    """(messages left on the server because of a problem, warnings) for a plan."""
-    skipped = 0
+                  ) -> tuple[dict[str, int], list[str]]:
+    """(messages the plan leaves on the server, by reason; warnings) for a plan."""
+    skipped = dict.fromkeys(("too_large", "invalid_uidl", "purged"), 0)
     warnings: list[str] = []
     if plan.without_uidl:
         warnings.append("server has no UIDL: recognising messages by content hash only")
     if plan.quarantined:
-        skipped += len(plan.quarantined)
+        skipped["invalid_uidl"] += len(plan.quarantined)
         warnings.append(
             f"{len(plan.quarantined)} message(s) with invalid UIDLs (RFC 1939 allows 1-70 "
             f"printable characters) quarantined on the server, neither fetched nor deleted: "
@@ -243,7 +252,7 @@ def plan_warnings(plan: PassPlan, sizes: Mapping[int, int], max_message_size: in
             "once and the extra copies are left alone: "
             + ", ".join(repr(u) for u in plan.duplicate_uidls[:5]))
     for msgnum in plan.too_large:
-        skipped += 1
+        skipped["too_large"] += 1
         uidl = f"UIDL {plan.listed[msgnum]}, " if msgnum in plan.listed else ""
         warnings.append(
             f"message {msgnum} ({uidl}{sizes.get(msgnum)} bytes) exceeds "
@@ -254,7 +263,7 @@ def plan_warnings(plan: PassPlan, sizes: Mapping[int, int], max_message_size: in
             "server after being gone; fetching them again (the content hash decides) and not "
             "deleting them on the old evidence")
     if plan.tombstones_held:
-        skipped += len(plan.tombstones_held)
+        skipped["purged"] += len(plan.tombstones_held)
         warnings.append(
             f"{len(plan.tombstones_held)} UIDL(s) of purged messages are listed with another "
             "size or again after being gone; they are neither fetched again (a purged message "

@@ -219,7 +219,10 @@ DATABASE_EXAMPLES = (
 )
 _SECRET_QUERY_KEY = re.compile(r"pass|pwd|secret|token", re.IGNORECASE)
 #: Python module and the archiver extra that provides it, per driver.
-_DRIVER_MODULES = {"psycopg": ("psycopg", "postgres"), "pymysql": ("pymysql", "mysql")}
+#: driver -> (module to look for, the PyPI package that provides it, our extra). The
+#: hint names the driver's own package: "archiver" on PyPI is somebody else's project.
+_DRIVER_MODULES = {"psycopg": ("psycopg", "psycopg[binary]", "postgres"),
+                   "pymysql": ("pymysql", "PyMySQL", "mysql")}
 
 
 class DatabaseURL:
@@ -381,11 +384,12 @@ def _require_driver(backend: str, driver: str) -> None:
     """Fail at load time, not with an ImportError mid-command, when the driver is missing."""
     import importlib.util
 
-    module, extra = _DRIVER_MODULES.get(driver, (None, None))
+    module, package, extra = _DRIVER_MODULES.get(driver, (None, None, None))
     if module and importlib.util.find_spec(module) is None:
         raise ValueError(
             f"{backend} needs the {module} driver, which is not installed: "
-            f"pip install 'archiver[{extra}]'"
+            f"pip install '{package}' (or, in a checkout of archiver, "
+            f"pip install -e '.[{extra}]')"
         )
 
 

@@ -30,7 +30,7 @@ from archiver.errors import DatabaseError, DatabaseUnavailable
 from archiver.store import content
 from archiver.store import deliveries as ledger
 from archiver.store.ingest import MessageStore
-from tests.collect.accounts import account_for, make_config
+from tests.collect.accounts import account_for, make_config, write_config
 from tests.support.pop3server import ScriptedPOP3Server
 
 T0 = datetime(2026, 1, 5, 9, 0, 0, tzinfo=timezone.utc)
@@ -1054,3 +1054,64 @@ def test_per_user_expire_is_read_after_login(store, pop3, account):
     report = collect(Collector(store), acct)
     assert report.status == "ok" and any("EXPIRE 0" in w for w in report.warnings)
     assert len(sent(server, "CAPA")) == 4  # before and after login, in each session
+
+
+# ------------------------------------------------------------------ collect --json and the exit code
+
+
+def test_collect_json_says_what_was_left_and_why_and_only_failures_fail(pop3, tmp_path, db_url,
+                                                                        cli):
+    """An oversized message left by policy is reported, not a failure (exit 0); a
+    message the server refuses with -ERR fails the command (exit 1)."""
+    msgs = [("u1", mail(1)), ("u2", mail(2, pad=5000)), ("u3", mail(3))]
+    server = pop3(msgs)
+    config = write_config(tmp_path, db_url, [account_for(server, max_message_size="1KB")])
+    result = cli("collect", "--json", config=config)
+    assert result.exit_code == 0, result
+    [entry] = result.json()["accounts"]
+    assert entry["status"] == "ok" and entry["archived"] == 2
+    assert entry["skipped"] == {"too_large": 1, "invalid_uidl": 0, "purged": 0,
+                                "retr_error": 0, "store_refused": 0}
+    assert any("message 2" in w and "max_message_size" in w for w in entry["warnings"])
+
+    server.add_message(mail(4), "u4")
+    server.fail_retr(4, "-ERR Message is being delivered.")
+    result = cli("collect", "--json", config=config)
+    assert result.exit_code == 1, result
+    [entry] = result.json()["accounts"]
+    assert entry["status"] == "ok" and entry["archived"] == 0
+    assert (entry["skipped"]["too_large"], entry["skipped"]["retr_error"]) == (1, 1)
+    assert any("message 4 (UIDL u4) left on the server" in w for w in entry["warnings"])
+    text = cli("collect", config=config)
+    assert text.exit_code == 1 and "1 retr error" in text.stdout and "1 too large" in text.stdout
+    assert "warning: message 4" in text.stderr
+
+
+@pytest.mark.parametrize("signum", ["SIGTERM", "SIGINT"])
+def test_an_interrupted_collect_is_recorded_as_interrupted(pop3, tmp_path, db_url, engine,
+                                                           signum):
+    """SIGTERM (or Ctrl-C) mid-pass: exit at once, the run says "interrupted", not
+    "running" or an internal error, and nothing is deleted on the server."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    msgs = [(f"u{i}", mail(i, pad=2000)) for i in range(1, 6)]
+    server = pop3(msgs).drip(chunk=200, delay=0.05, commands=["RETR"])
+    config = write_config(tmp_path, db_url, [account_for(server, leave_on_server=False,
+                                                         timeout="30s")])
+    proc = subprocess.Popen([sys.executable, "-m", "archiver", "--config", str(config),
+                             "collect"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while not sent(server, "RETR"):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    proc.send_signal(getattr(signal, signum))
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err.decode()
+    assert b"Traceback" not in err
+    (run,) = runs(engine)
+    assert (run.status, run.error_kind) == ("error", "interrupted") and run.finished_at
+    assert sent(server, "DELE") == [] and server.mailbox == msgs

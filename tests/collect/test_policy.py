@@ -409,7 +409,7 @@ def test_without_uidl_everything_within_the_limits_is_fetched_and_deleted_on_com
     assert (p.fetch, p.too_large, p.deferred, p.new_count) == ([1, 3], [2], 1, 2)
     assert deletions(p, [1], stopping=False) == [1]
     skipped, warnings = plan_warnings(p, sizes, 1000)
-    assert skipped == 1
+    assert skipped == {"too_large": 1, "invalid_uidl": 0, "purged": 0}
     assert warnings[0] == "server has no UIDL: recognising messages by content hash only"
     assert any("message 2 (5000 bytes) exceeds max_message_size (1000 bytes)" in w
                for w in warnings)
@@ -425,6 +425,6 @@ def test_without_uidl_the_first_message_is_fetched_even_beyond_max_bytes():
 def test_plan_warnings_name_what_was_left_on_the_server():
     p = plan(["ok", "bad uidl", "big"], {1: 10, 2: 10, 3: 5000}, max_message_size=1000)
     skipped, warnings = plan_warnings(p, {1: 10, 2: 10, 3: 5000}, 1000)
-    assert skipped == 2  # the invalid UIDL and the oversized message
+    assert skipped == {"too_large": 1, "invalid_uidl": 1, "purged": 0}
     assert any("invalid UIDLs" in w and "'bad uidl'" in w for w in warnings)
     assert any("message 3 (UIDL big, 5000 bytes)" in w for w in warnings)
