@@ -136,8 +136,12 @@ def init(app: App, as_json: bool) -> None:
     path = app.config_path
     wrote = False
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(SAMPLE_CONFIG, encoding="utf-8")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(SAMPLE_CONFIG, encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"cannot write the sample config to {path}: "
+                             f"{exc.strerror or exc}; choose another --config path") from exc
         wrote = True
     _make_sqlite_folder(app.database_url)
     before, after = migrate.upgrade(app.engine)

@@ -278,3 +278,24 @@ def test_init_creates_the_archive_folder_and_schema_commands_never_create_files(
     assert r.exit_code == 0, r
     assert (tmp_path / "sub" / "dir" / "archive.db").is_file()
     assert run_cli("db", "check", config=cfg).exit_code == 0
+
+
+def test_init_refuses_a_foreign_database_and_an_unwritable_config_path(tmp_path, fresh_db_url):
+    from sqlalchemy import inspect
+
+    engine = create_archive_engine(fresh_db_url)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE messages (x INTEGER)"))
+        conn.execute(text("CREATE TABLE invoices (x INTEGER)"))
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(f'[archive]\ndatabase = "{fresh_db_url}"\n')
+    for command in (("init",), ("db", "upgrade")):
+        r = run_cli(*command, config=cfg)
+        assert r.exit_code == 1 and "is not empty" in r.stderr and "invoices" in r.stderr, r
+        assert "Traceback" not in r.stderr
+    assert sorted(inspect(engine).get_table_names()) == ["invoices", "messages"]  # untouched
+    engine.dispose()
+    (tmp_path / "a-file").write_text("x")
+    r = run_cli("init", config=tmp_path / "a-file" / "config.toml")  # its folder is a file
+    assert r.exit_code == 2 and "cannot write the sample config" in r.stderr
+    assert "Traceback" not in r.stderr

@@ -100,6 +100,8 @@ def upgrade(
         return status.revision, status.revision
     if status.state in (SchemaState.NEWER_INCOMPATIBLE, SchemaState.UNKNOWN):
         raise DatabaseError(status.problem(describe_url(str(engine.url))) or "")
+    if status.state is SchemaState.MISSING:
+        _refuse_foreign_tables(engine)
     settings = {"lock_timeout": lock_timeout, "statement_timeout": statement_timeout,
                 "migration_lock_wait": migration_lock_wait}
     with _translated(engine, "upgrade"), engine.connect() as conn:
@@ -109,6 +111,27 @@ def upgrade(
     # for another's run reports (head, head), nothing done.
     before: str | None = cfg.attributes.get("revision_before", status.revision)
     return before, current_revision(engine)
+
+
+def _refuse_foreign_tables(engine: Engine) -> None:
+    """An archive is created only in an empty database: tables of something else
+    would collide half-way (MariaDB cannot roll DDL back), leaving half a schema."""
+    from sqlalchemy import inspect
+
+    from archiver.db.boundary import database_errors, describe_url
+    from archiver.db.schema import metadata
+
+    with database_errors(engine):
+        tables = sorted(t for t in inspect(engine).get_table_names()
+                        if t != "alembic_version" and not t.startswith("sqlite_"))
+    # Only tables of ours: a first upgrade that stopped half-way (MariaDB commits
+    # each CREATE TABLE); upgrading again finishes it.
+    if tables and not set(tables) <= set(metadata.tables):
+        shown = ", ".join(tables[:5]) + (", ..." if len(tables) > 5 else "")
+        raise DatabaseError(
+            f"the database {describe_url(str(engine.url))} is not empty ({len(tables)} "
+            f"table(s): {shown}) and is not an archiver archive; point archive.database at "
+            "an empty database (nothing was changed)")
 
 
 def downgrade(engine: Engine, revision: str = "base") -> None:
