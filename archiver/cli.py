@@ -364,6 +364,9 @@ def import_cmd(app: App, path: Path, fmt: str | None, account: str, force: bool,
     if not ACCOUNT_NAME.fullmatch(account):
         raise UsageError(f"--account {account!r}: an account name is 1-64 letters, digits, "
                          "'.', '_' or '-' (as accounts[].name in config.toml)")
+    # Names are case-insensitive: a configured account keeps its own spelling.
+    account = next((a.name for a in app.config.accounts if a.name.lower() == account.lower()),
+                   account)
     source = MailSource(path, fmt)  # checks the path before the archive is touched
     store = app.store
     total = source.total_bytes()

@@ -580,3 +580,35 @@ def test_stdlib_email_corpus(store, engine, stdlib_corpus):
         assert subjects[wsha(raw)], name  # stored whole, parsed past the From_ line
     _, forced = import_path(store, d, fmt="eml", force=True)
     assert forced.errors == [] and forced.archived == len(skipped) + 1
+
+
+def test_account_names_are_case_insensitive_as_in_the_config(store, engine, tmp_path):
+    from sqlalchemy import select
+
+    from archiver.db import schema
+    from archiver.store.ingest import MessageStore, Origin
+    from archiver.store.spool import Spool
+
+    a = store.store(Spool.from_bytes(b"Subject: a\r\n\r\nA\r\n"), Origin("Sales"))
+    b = MessageStore(engine).store(Spool.from_bytes(b"Subject: b\r\n\r\nB\r\n"), Origin("SALES"))
+    c = MessageStore(engine).store(Spool.from_bytes(b"Subject: a\r\n\r\nA\r\n"), Origin("sales"))
+    assert c.outcome == "known"  # the same import under the same account
+    assert {a.outcome, b.outcome} == {"archived"}
+    with engine.connect() as conn:
+        assert conn.execute(select(schema.accounts.c.name)).scalars().all() == ["Sales"]
+
+
+def test_import_account_takes_the_configured_spelling(tmp_path, db_url, engine):
+    from sqlalchemy import select
+
+    from archiver.db import schema
+    from tests.conftest import run_cli
+
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(f'[archive]\ndatabase = "{db_url}"\n\n[[accounts]]\nname = "sales"\n'
+                   'host = "pop.example.com"\nusername = "u"\npassword = "env:UNSET_PW"\n')
+    (tmp_path / "m.eml").write_bytes(b"Subject: x\n\nbody\n")
+    r = run_cli("import", str(tmp_path / "m.eml"), "--account", "SALES", config=cfg)
+    assert r.exit_code == 0, r
+    with engine.connect() as conn:
+        assert conn.execute(select(schema.accounts.c.name)).scalars().all() == ["sales"]

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import Connection, Engine, func, insert, select, update
 
 from archiver.db import schema
 from archiver.db.batching import in_batches
@@ -132,17 +132,23 @@ class MessageStore:
     # -- accounts ---------------------------------------------------------
 
     def account_id(self, name: str) -> int:
-        """The id of account ``name``, creating its row on first use."""
-        cached = self._account_ids.get(name)
+        """The id of account ``name``, creating its row on first use.
+
+        Account names are case-insensitive, as in config.toml: ``SALES`` finds
+        the row of ``sales``; a new row keeps the spelling it was created with.
+        """
+        cached = self._account_ids.get(name.casefold())
         if cached is not None:
             return cached
         found = run_transaction(self.engine, lambda conn: self._account_row(conn, name))
-        self._account_ids[name] = found
+        self._account_ids[name.casefold()] = found
         return found
 
     def _account_row(self, conn: Connection, name: str) -> int:
         table = schema.accounts
-        found = conn.execute(select(table.c.id).where(table.c.name == name)).scalar()
+        # Names are ASCII ([A-Za-z0-9._-], config validation), so lower() is exact.
+        found = conn.execute(select(table.c.id).where(func.lower(table.c.name) == name.lower())
+                             .order_by(table.c.id).limit(1)).scalar()
         if found is None:
             # A race with another process creating it is an IntegrityError:
             # run_transaction redoes this, and the read then finds its row.
