@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.message import Message
 from email.parser import BytesParser
-from email.policy import compat32
+from email.policy import Compat32
 from typing import Any, TypeAlias
 
 #: What parsing reads: the message in memory, or a spooled file's read-only mmap.
@@ -44,7 +44,20 @@ MAX_HEADER_BYTES = 1024 * 1024
 MAX_DEPTH = 20
 MAX_PARTS = 1000
 
-_header_parser = BytesParser(policy=compat32)
+
+class _RawValues(Compat32):
+    """compat32, except that ``Message.get`` returns values as stored.
+
+    compat32 turns a value holding raw 8-bit bytes (kept as surrogates) into
+    a ``Header`` whose text has lost them; this module decodes such bytes
+    itself (:func:`_unsurrogate`, :func:`_param_text`).
+    """
+
+    def header_fetch_parse(self, name: str, value: str) -> str:
+        return value
+
+
+_header_parser = BytesParser(policy=_RawValues())
 
 
 @dataclass
@@ -62,7 +75,8 @@ class ParsedMessage:
     message_id: str | None = None
     date: datetime | None = None
     from_display: str | None = None
-    #: (role, lower-cased address, display name or None), in header order
+    #: (role, address, display name or None), in header order; the address's
+    #: local part as written, its domain lower-cased
     addresses: list[tuple[str, str, str | None]] = field(default_factory=list)
     attachments: list[AttachmentInfo] = field(default_factory=list)
     text: str = ""
@@ -238,25 +252,70 @@ _SURROGATE = re.compile("[\udc80-\udcff]")
 
 
 def decode_header_value(value: Any) -> str:
-    """Decode RFC 2047 encoded-words (and raw 8-bit text) in one header value."""
+    r"""Decode RFC 2047 encoded-words (and raw 8-bit text) in one header value.
+
+    Unfolding turns each fold (line break and the white space after it) into
+    one space. White space between two encoded-words is dropped (RFC 2047
+    6.2), so ``=?utf-8?q?R=C3=A9?=\r\n =?utf-8?q?union?=`` is ``Réunion``;
+    white space between an encoded-word and ordinary text is kept, so
+    ``Re:\r\n =?utf-8?q?R=C3=A9union?=`` is ``Re: Réunion``. Adjacent
+    encoded-words in one charset are joined before decoding (a multi-byte
+    character may be split across two). An encoded-word that does not decode
+    is kept as written.
+    """
     if value is None:
         return ""
     if isinstance(value, email.header.Header):
         value = str(value)
-    value = _unsurrogate(str(value))
-    if "=?" not in value:
-        return _unfold(value)
+    text = _unfold(_unsurrogate(str(value)))
+    if "=?" not in text:
+        return text
+    out: list[str] = []
+    run: list[bytes] = []  # bytes of adjacent encoded-words in run_charset
+    run_charset = ""
+    pos = 0
+    last_was_word = False
+    for m in _ENCODED_WORD.finditer(text):
+        gap = text[pos : m.start()]
+        data = _decode_word(m.group(2), m.group(3))
+        if data is None:  # not decodable: ordinary text
+            continue
+        charset = m.group(1).split("*", 1)[0].lower()  # RFC 2231 5: charset*language
+        joins = last_was_word and (not gap or gap.isspace())
+        if not joins or charset != run_charset:
+            if run:
+                out.append(_decode_bytes(b"".join(run), run_charset))
+                run = []
+            if not joins:
+                out.append(gap)
+        run.append(data)
+        run_charset = charset
+        last_was_word = True
+        pos = m.end()
+    if run:
+        out.append(_decode_bytes(b"".join(run), run_charset))
+    out.append(text[pos:])
+    return "".join(out).strip()
+
+
+#: An RFC 2047 encoded-word. Found anywhere (not only between white space):
+#: mail in the wild puts them next to punctuation and text.
+_ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?\s]*)\?=")
+_Q_ESCAPE = re.compile(rb"=([0-9A-Fa-f]{2})")
+
+
+def _decode_word(encoding: str, text: str) -> bytes | None:
+    """The bytes of one encoded-word's text, or None when it does not decode."""
+    if not text.isascii():
+        return None
+    if encoding in "qQ":
+        raw = text.replace("_", " ").encode("ascii")
+        return _Q_ESCAPE.sub(lambda m: bytes([int(m.group(1), 16)]), raw)
+    raw = text.encode("ascii")
     try:
-        parts = email.header.decode_header(value)
-    except Exception:
-        return _unfold(value)
-    out = []
-    for chunk, charset in parts:
-        if isinstance(chunk, str):
-            out.append(chunk)
-        else:
-            out.append(_decode_bytes(chunk, charset))
-    return _unfold("".join(out))
+        return binascii.a2b_base64(raw + b"=" * (-len(raw) % 4))
+    except binascii.Error:
+        return None
 
 
 _FOLD = re.compile(r"\r?\n[ \t]*")
@@ -377,9 +436,13 @@ def _addresses(role: str, values: list[Any]) -> list[tuple[str, str, str | None]
                 simple = []
         pairs.extend(simple)
     for name, addr in pairs:
-        addr = _clean_text(addr).strip().strip("<>").lower()
-        if not addr or "@" not in addr:
+        addr = _clean_text(addr).strip().strip("<>")
+        if "@" not in addr:
             continue
+        local, _, domain = addr.rpartition("@")
+        # Only the domain is case-insensitive (RFC 5321 2.4); the local part
+        # is kept as written, for display. Search compares ignoring case.
+        addr = f"{local}@{domain.lower()}"
         name = _clean_text(decode_header_value(name)).strip() if name else ""
         out.append((role, addr[:320], name[:500] or None))
     return out
@@ -389,6 +452,78 @@ def _addresses(role: str, values: list[Any]) -> list[tuple[str, str, str | None]
 # MIME structure
 
 
+#: RFC 2045 ``token``: a media type's type and subtype.
+_TOKEN = r"[!#$%&'*+\-.0-9A-Z^_`a-z{|}~]+"
+_MEDIA_TYPE = re.compile(rf"\s*({_TOKEN})\s*/\s*({_TOKEN})\s*")
+_COMMENT = re.compile(r"\((?:[^()\\]|\\.)*\)")
+
+
+def _media_type(value: str | None) -> tuple[str, bool]:
+    """``type/subtype`` (lower case) of a Content-Type value, and whether it was valid.
+
+    No Content-Type means text/plain; so does a syntactically invalid one
+    (``text``, ``;;;``, ``text/plain garbage``), as RFC 2045 5.2 recommends.
+    Comments and white space around the ``/`` are allowed (RFC 2045 5.1).
+    """
+    if value is None:
+        return "text/plain", True
+    head = value.split(";", 1)[0]
+    for _ in range(8):  # nested comments, innermost first
+        if "(" not in head:
+            break
+        head = _COMMENT.sub(" ", head)
+    m = _MEDIA_TYPE.fullmatch(head)
+    if m is None:
+        return "text/plain", False
+    return f"{m.group(1)}/{m.group(2)}".lower(), True
+
+
+#: A parameter value as ``email`` returns it: text, or RFC 2231's (charset, language, text).
+_ParamValue: TypeAlias = "str | tuple[str | None, str | None, str]"
+
+
+def _raw_params(headers: Message, name: str) -> dict[str, _ParamValue]:
+    """Parameters of header ``name`` by lower-cased key (the first of each), values unquoted."""
+    if headers.get(name) is None:
+        return {}
+    try:
+        items = headers.get_params(header=name) or []
+    except Exception:
+        return {}
+    params: dict[str, _ParamValue] = {}
+    for key, value in items[1:]:
+        params.setdefault(key.lower(), value)
+    return params
+
+
+def _octets(text: str) -> bytes:
+    """Text whose characters stand for octets (raw bytes as surrogates, %-decoded RFC 2231) → bytes."""
+    try:
+        return text.encode("latin-1", "surrogateescape")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace")
+
+
+def _param_text(value: _ParamValue, charset: str | None) -> str:
+    """A parameter value as text.
+
+    RFC 2231 values (``filename*=UTF-8''%C3%A9.txt``) are decoded in their
+    declared charset. Raw 8-bit bytes (``filename="é.txt"`` written in
+    UTF-8, as most mailers now do) are decoded as UTF-8 when they are valid
+    UTF-8, else in the part's ``charset``, else as windows-1252 (latin-1).
+    """
+    if isinstance(value, tuple):
+        declared, _language, text = value
+        return _decode_bytes(_octets(text), declared)
+    if value.isascii() or not _SURROGATE.search(value):
+        return value
+    data = _octets(value)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return _decode_bytes(data, charset)
+
+
 class _Part:
     """One MIME part's header block, with Content-Type parsed once.
 
@@ -396,19 +531,17 @@ class _Part:
     needs its type, charset, boundary and name, so parse once here.
     """
 
-    __slots__ = ("headers", "ctype", "params")
+    __slots__ = ("headers", "ctype", "valid_ctype", "params", "raw_boundary")
 
     def __init__(self, headers: Message) -> None:
         self.headers = headers
-        self.ctype = headers.get_content_type()
-        params: dict[str, str] = {}
-        if headers.get("Content-Type") is not None:
-            try:
-                for key, value in (headers.get_params() or [])[1:]:
-                    params[key.lower()] = email.utils.collapse_rfc2231_value(value)
-            except Exception:
-                pass
-        self.params = params
+        value = headers.get("Content-Type")
+        self.ctype, self.valid_ctype = _media_type(None if value is None else str(value))
+        raw = _raw_params(headers, "Content-Type")
+        charset = _param_text(raw["charset"], None) if "charset" in raw else None
+        self.params = {key: _param_text(v, charset) for key, v in raw.items()}
+        boundary = raw.get("boundary")
+        self.raw_boundary = boundary if isinstance(boundary, str) else None
 
     @property
     def cte(self) -> str:
@@ -421,28 +554,25 @@ class _Part:
 
     @property
     def boundary(self) -> bytes | None:
-        b = self.params.get("boundary")
-        if not b:
-            return None
-        try:
-            return _unsurrogate(str(b)).strip().encode("utf-8")
-        except UnicodeEncodeError:
-            return None
+        """The boundary as the raw bytes it is written with (8-bit ones included)."""
+        if self.raw_boundary is not None:
+            b = _octets(self.raw_boundary).strip()
+        else:
+            b = self.params.get("boundary", "").strip().encode("utf-8")
+        return b or None
 
     @property
     def filename(self) -> str | None:
-        name = None
-        if self.headers.get("Content-Disposition") is not None:
-            try:
-                name = self.headers.get_filename()
-            except Exception:
-                name = None
-        if name is None:
+        """Content-Disposition's ``filename``, else Content-Type's ``name``."""
+        value = _raw_params(self.headers, "Content-Disposition").get("filename")
+        if value is None:
             name = self.params.get("name")
+        else:
+            name = _param_text(value, self.params.get("charset"))
         if not name:
             return None
         # Encoded-words inside filename= are common, if wrong.
-        name = _clean_text(decode_header_value(str(name))).strip()
+        name = _clean_text(decode_header_value(name)).strip()
         return name or None
 
 
@@ -463,6 +593,8 @@ class _Walker:
                 self.result.defects.append("MIME structure too deep or too large; rest ignored")
             return
         part = _Part(headers)
+        if not part.valid_ctype:
+            self.result.defects.append("invalid Content-Type; treated as text/plain")
         if part.ctype.startswith("multipart/"):
             boundary = part.boundary
             if not boundary:
@@ -538,21 +670,26 @@ class _Walker:
             self.walk(headers, body_start, part_end, depth + 1)
 
     def _leaf(self, part: _Part, start: int, end: int, force_text: bool = False) -> None:
-        # Body text is an inline text/plain or text/html part without a file
-        # name; everything else (named or non-text parts) is an attachment.
-        is_body_text = force_text or (
-            part.ctype in ("text/plain", "text/html")
-            and not part.is_attachment
-            and part.filename is None
-        )
-        if is_body_text:
+        # Body text is a text/plain or text/html part not marked as an
+        # attachment (Content-Disposition inline, or none); everything else is
+        # an attachment. An inline text part with a file name (a signature,
+        # "notes.txt" shown in the body) is both: its text is indexed and it is
+        # listed among the attachments under its name.
+        if force_text:
             self._text(part, start, end)
-        else:
-            self._record_attachment(part, start, end)
+            return
+        if part.ctype in ("text/plain", "text/html") and not part.is_attachment:
+            self._text(part, start, end)
+            filename = part.filename
+            if filename is not None:
+                self._record_attachment(part, start, end, filename=filename)
+            return
+        self._record_attachment(part, start, end)
 
     def _record_attachment(self, part: _Part, start: int, end: int,
-                           inner: Message | None = None) -> None:
-        filename = part.filename
+                           inner: Message | None = None, filename: str | None = None) -> None:
+        if filename is None:
+            filename = part.filename
         if filename is None and inner is not None:
             subject = _clean_text(decode_header_value(_raw_get(inner, "Subject"))).strip()
             filename = (subject or "message") + ".eml"

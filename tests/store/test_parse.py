@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 import pytest
@@ -10,6 +11,7 @@ from hypothesis import strategies as st
 
 from archiver.store.parse import from_line_length, html_to_text, parse_message
 from archiver.store.spool import to_wire_form
+from tests.conftest import run_cli
 from tests.support.corpus import tricky_cases
 
 CASES = tricky_cases()
@@ -30,13 +32,14 @@ def test_tricky_case(case, form):
         assert _squash(parsed.subject) == _squash(exp["subject"])
     for part in exp.get("subject_contains", []):
         assert part in (parsed.subject or "")
+    # Addresses compare ignoring case here; what case is kept is tested below.
     if "from" in exp:
-        assert parsed.from_address == exp["from"].lower()
+        assert (parsed.from_address or "").lower() == exp["from"].lower()
     if "from_name" in exp:
         assert [n for r, _, n in addrs if r == "from"][0] == exp["from_name"]
     for role, key in (("to", "to"), ("cc", "cc"), ("delivered-to", "delivered_to")):
         if key in exp:
-            assert [a for r, a, _ in addrs if r == role] == [a.lower() for a in exp[key]]
+            assert [a.lower() for r, a, _ in addrs if r == role] == [a.lower() for a in exp[key]]
     if "message_id" in exp:
         assert parsed.message_id == exp["message_id"]
     if "date" in exp:
@@ -111,3 +114,173 @@ def test_from_line_length():
         assert from_line_length(header) == 0, header
     # Only the first line: a From_ line later on is body text.
     assert parse_message(b"Subject: s\n\nFrom me\n").subject == "s"
+
+
+# -- issue 8, point 10: real-world header and MIME details -----------------------------
+
+
+def _message(*headers: bytes, body: bytes = b"body words\r\n") -> bytes:
+    return b"".join(h + b"\r\n" for h in headers) + b"\r\n" + body
+
+
+def _multipart(*parts: bytes) -> bytes:
+    out = [b"Subject: s\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"]
+    for part in parts:
+        out.append(b"--b\r\n" + part + b"\r\n")
+    out.append(b"--b--\r\n")
+    return b"".join(out)
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    # White space between ordinary text and an encoded-word is kept, at a fold too.
+    (b"Re:\r\n =?utf-8?q?R=C3=A9union?=", "Re: Réunion"),
+    (b"Re:\r\n\t=?utf-8?q?R=C3=A9union?=", "Re: Réunion"),
+    (b"=?utf-8?q?R=C3=A9union?=\r\n demain", "Réunion demain"),
+    (b"Re: =?utf-8?q?R=C3=A9union?= and  more", "Re: Réunion and  more"),
+    # ...and between two encoded-words it is dropped (RFC 2047 6.2), folded or not.
+    (b"=?utf-8?q?R=C3=A9?=\r\n =?utf-8?q?union?=", "Réunion"),
+    (b"=?utf-8?q?R=C3=A9?= =?iso-8859-1?q?union?= x", "Réunion x"),
+    # A character split across two encoded-words of one charset.
+    (b"=?utf-8?b?4oK?=\r\n =?utf-8?b?sA==?= x", "\u20b0 x"),
+    # Raw UTF-8 next to an encoded-word.
+    ("日本 =?utf-8?q?caf=C3=A9?=".encode(), "日本 café"),
+    # A word that does not decode stays as written; the others still decode.
+    (b"=?utf-8?x?a?= =?utf-8?q?caf=C3=A9?=", "=?utf-8?x?a?= café"),
+    (b"=?iso-8859-1*fr?q?caf=E9?=", "café"),  # RFC 2231 5: charset*language
+])
+@pytest.mark.parametrize("form", ["file", "wire"])
+def test_encoded_words_and_white_space(value, expected, form):
+    raw = _message(b"Subject: " + value, b"From: =?utf-8?q?Ren=C3=A9e?=\r\n Dupont <r@example.com>")
+    parsed = parse_message(raw if form == "file" else to_wire_form(raw))
+    assert parsed.subject == expected
+    assert [n for r, _, n in parsed.addresses if r == "from"] == ["Renée Dupont"]
+
+
+@pytest.mark.parametrize(("headers", "expected"), [
+    # Raw UTF-8 in filename= and name= (what most mailers send now).
+    (b'Content-Type: application/pdf\r\nContent-Disposition: attachment; '
+     b'filename="r\xc3\xa9sum\xc3\xa9.pdf"', "résumé.pdf"),
+    (b'Content-Type: application/pdf; name="\xe6\x97\xa5\xe6\x9c\xac.pdf"', "日本.pdf"),
+    (b'Content-Type: application/pdf; name=caf\xc3\xa9.pdf', "café.pdf"),  # unquoted
+    # Not UTF-8: the part's charset, else latin-1 (windows-1252).
+    (b'Content-Type: application/pdf\r\nContent-Disposition: attachment; filename="caf\xe9.pdf"',
+     "café.pdf"),
+    (b'Content-Type: text/plain; charset=koi8-r\r\nContent-Disposition: attachment; '
+     b'filename="\xf0\xd2\xc9\xd7\xc5\xd4.txt"', "Привет.txt"),
+    # RFC 2231, whole and in continuations, and encoded-words (wrong, but common).
+    (b"Content-Type: application/pdf\r\nContent-Disposition: attachment; "
+     b"filename*=UTF-8''r%C3%A9sum%C3%A9.pdf", "résumé.pdf"),
+    (b"Content-Type: application/pdf\r\nContent-Disposition: attachment;\r\n"
+     b" filename*0*=UTF-8''r%C3%A9s;\r\n filename*1*=um%C3%A9.pdf", "résumé.pdf"),
+    (b"Content-Type: application/pdf; name*=iso-8859-1'fr'caf%E9.pdf", "café.pdf"),
+    (b'Content-Type: application/pdf; name="=?utf-8?q?r=C3=A9sum=C3=A9?=.pdf"', "résumé.pdf"),
+])
+@pytest.mark.parametrize("form", ["file", "wire"])
+def test_attachment_file_names(headers, expected, form):
+    raw = _multipart(b"Content-Type: text/plain\r\n\r\nsee attached",
+                     headers + b"\r\n\r\nJVBERi0=")
+    parsed = parse_message(raw if form == "file" else to_wire_form(raw))
+    assert [a.filename for a in parsed.attachments] == [expected]
+    assert "see attached" in parsed.text
+
+
+def test_an_8bit_boundary_is_matched_as_written():
+    raw = (b"Content-Type: multipart/mixed; boundary=\"caf\xe9\"\r\n\r\n"
+           b"--caf\xe9\r\nContent-Type: text/plain\r\n\r\ninside\r\n--caf\xe9--\r\n")
+    parsed = parse_message(raw)
+    assert parsed.text == "inside" and parsed.defects == []
+
+
+def test_address_local_parts_keep_their_case_and_domains_are_lowered():
+    raw = _message(b"From: John.Doe@Example.COM",
+                   b'To: "Bob" <Bob.Smith@EXAMPLE.org>, carol@example.net',
+                   b"Cc: =?utf-8?q?Ren=C3=A9e?= <ReNee@Sub.Example.ORG>")
+    parsed = parse_message(raw)
+    assert parsed.addresses == [
+        ("from", "John.Doe@example.com", None),
+        ("to", "Bob.Smith@example.org", "Bob"),
+        ("to", "carol@example.net", None),
+        ("cc", "ReNee@sub.example.org", "Renée"),
+    ]
+    assert parsed.from_address == "John.Doe@example.com"
+
+
+@pytest.mark.parametrize("disposition", [
+    b'Content-Disposition: inline; filename="notes.txt"',
+    b"Content-Disposition: INLINE;\r\n filename*=UTF-8''notes.txt",
+    b"",  # no disposition, a name on the type (Outlook's attached text files)
+])
+@pytest.mark.parametrize("ctype", [b'text/plain; name="notes.txt"', b"text/html"])
+def test_an_inline_text_part_with_a_file_name_is_text_and_an_attachment(disposition, ctype):
+    headers = b"Content-Type: " + ctype + (b"\r\n" + disposition if disposition else b"")
+    if b"name=" not in headers:
+        headers += b'\r\nContent-Disposition: inline; filename="notes.txt"'
+    raw = _multipart(b"Content-Type: text/plain\r\n\r\nfirst part",
+                     headers + b"\r\n\r\n<p>the inline notes</p>")
+    parsed = parse_message(raw)
+    assert "first part" in parsed.text and "the inline notes" in parsed.text
+    assert [a.filename for a in parsed.attachments] == ["notes.txt"]
+    assert [a.content_type for a in parsed.attachments] == [ctype.split(b";")[0].decode()]
+    # Marked as an attachment, it stays an attachment only.
+    raw = _multipart(b"Content-Type: text/plain\r\n\r\nfirst part",
+                     b'Content-Type: text/plain\r\nContent-Disposition: attachment; '
+                     b'filename="notes.txt"\r\n\r\nthe attached notes')
+    parsed = parse_message(raw)
+    assert "the attached notes" not in parsed.text
+    assert [a.filename for a in parsed.attachments] == ["notes.txt"]
+
+
+INVALID_CONTENT_TYPES = [
+    b"text", b";;;", b"", b"garbage", b"text/", b"/plain", b"text/plain garbage",
+    b'"text/plain"', b"text/plain/html", b"=?utf-8?q?text/plain?=", b"\xff\xfe/x",
+    b"text; charset=utf-8", b"multipart/mixed boundary=b",
+]
+
+
+@pytest.mark.parametrize("value", INVALID_CONTENT_TYPES)
+@pytest.mark.parametrize("form", ["file", "wire"])
+def test_an_invalid_content_type_is_text_plain(value, form):
+    def check(raw: bytes, text: str) -> None:
+        parsed = parse_message(raw if form == "file" else to_wire_form(raw))
+        assert text in parsed.text
+        assert "invalid Content-Type; treated as text/plain" in parsed.defects
+        assert parsed.attachments == []
+
+    check(_message(b"Subject: s", b"Content-Type: " + value), "body words")
+    check(_multipart(b"Content-Type: " + value + b"\r\n\r\npart words"), "part words")
+
+
+@pytest.mark.parametrize("value", [
+    b"text/plain (a comment)", b"(c) text/plain", b"TEXT / Plain ; charset=us-ascii",
+    b"text/plain;\r\n charset=utf-8",
+])
+def test_valid_content_types_with_comments_and_spaces(value):
+    parsed = parse_message(_message(b"Content-Type: " + value))
+    assert parsed.text == "body words" and parsed.defects == []
+
+
+def test_show_displays_addresses_as_written_and_the_point_10_details(tmp_path, db_url):
+    """End to end: what ``import`` indexes, ``show --json`` displays."""
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(f'[archive]\ndatabase = "{db_url}"\n')
+    raw = (b"From: John.Doe@Example.COM\nTo: \"Bob\" <Bob.Smith@EXAMPLE.org>\n"
+           b"Subject: Re:\n =?utf-8?q?R=C3=A9union?=\n"
+           b"Content-Type: multipart/mixed; boundary=b\n\n"
+           b"--b\nContent-Type: text\n\nagenda attached\n"
+           b"--b\nContent-Type: text/plain\nContent-Disposition: inline; filename=\"notes.txt\"\n\n"
+           b"inline notes\n"
+           b"--b\nContent-Type: application/pdf\n"
+           b"Content-Disposition: attachment; filename=\"r\xc3\xa9sum\xc3\xa9.pdf\"\n\nJVBERi0=\n--b--\n")
+    eml = tmp_path / "m.eml"
+    eml.write_bytes(raw)
+    r = run_cli("import", str(eml), config=cfg)
+    assert r.exit_code == 0, r
+    r = run_cli("show", hashlib.sha256(to_wire_form(raw)).hexdigest(), "--json", config=cfg)
+    assert r.exit_code == 0, r
+    details = r.json()
+    assert details["subject"] == "Re: Réunion"
+    assert details["to"] == ["Bob <Bob.Smith@example.org>"]
+    assert "John.Doe@" in details["from"]
+    assert [a["filename"] for a in details["attachments"]] == ["notes.txt", "résumé.pdf"]
+    assert "agenda attached" in details["text"] and "inline notes" in details["text"]
+    assert "invalid Content-Type; treated as text/plain" in details["parse_defects"]
