@@ -190,7 +190,8 @@ message_addresses = Table(
     _message_fk(index=True),
     Column("role", String(16), nullable=False),
     Column("position", Integer(), nullable=False),
-    # Lower-cased for search.
+    # As written, with the domain lower-cased (only domains are case-insensitive);
+    # search compares addresses without regard to case.
     Column("address", String(320), nullable=False),
     Column("domain", String(255)),
     Column("display_name", String(500)),
