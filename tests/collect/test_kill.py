@@ -318,12 +318,26 @@ def test_sigkill_at_random_moments(leave_on_server, backend, db_url, engine, mai
           " none left")
 
     # Now let it finish.
-    final = subprocess.run(
-        [sys.executable, "-m", "archiver", "--config", str(config), "collect", "--json"],
-        capture_output=True, cwd=REPO, timeout=120,
-        env={k: v for k, v in os.environ.items() if k != "ARCHIVER_CONFIG"})
-    assert final.returncode == 0, final.stderr.decode()[-3000:]
-    [stats.final] = json.loads(final.stdout)["accounts"]
+    def collect_once() -> dict:
+        done = subprocess.run(
+            [sys.executable, "-m", "archiver", "--config", str(config), "collect", "--json"],
+            capture_output=True, cwd=REPO, timeout=120,
+            env={k: v for k, v in os.environ.items() if k != "ARCHIVER_CONFIG"})
+        assert done.returncode == 0, done.stderr.decode()[-3000:]
+        [account_stats] = json.loads(done.stdout)["accounts"]
+        return account_stats
+
+    stats.final = collect_once()
+    final_passes = 1
+    # A kill after QUIT but before the deletions were recorded leaves the archive
+    # believing the expunged messages are still on the server. If a refill then put
+    # as many new ones there, the next pass sees most known UIDLs vanish while as many
+    # unknown appear: the server-migration guard (policy.plan_pass) archives them and
+    # deletes nothing that pass, by design. The pass after it must delete them all.
+    if any("server migration" in w for w in stats.final["warnings"]):
+        assert not leave_on_server and stats.final["deleted_on_server"] == 0, stats.final
+        stats.final = {"migration_pass": stats.final, "next_pass": collect_once()}
+        final_passes += 1
 
     expected = {hashlib.sha256(to_wire(raw)).hexdigest() for raw in delivered}
     assert len(expected) == len(delivered)
@@ -360,7 +374,7 @@ def test_sigkill_at_random_moments(leave_on_server, backend, db_url, engine, mai
     # What the server holds, and what Dovecot says was expunged, session by session.
     # Every process that was not killed ended its session with QUIT; Dovecot logs
     # that line just after answering, so wait for all of them.
-    finished_sessions = 1 + sum(k.landed == "finished" for k in stats.kills)
+    finished_sessions = final_passes + sum(k.landed == "finished" for k in stats.kills)
     deadline = time.monotonic() + 10
     sessions = mailbox.sessions()
     while sum(s.quit for s in sessions) < finished_sessions and time.monotonic() < deadline:
