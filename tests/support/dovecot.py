@@ -27,7 +27,7 @@ Contracts worth knowing (see /work/shared/DOVECOT.md for the facts behind them):
   orphan or zombie is left behind, even for Dovecot's log process, which
   outlives its master. If our process dies without stop(), even by
   SIGKILL, the reaper notices, stops Dovecot and removes the runtime
-  directory; if the reaper is killed, the master dies with it (see _REAPER).
+  directory; if the reaper is killed, the master dies with it (see tests/support/processes.py).
 * Logins fail fast: no auth_failure_delay and no anvil penalty, because
   tests fail logins on purpose. Dovecot still answers a failure after up
   to 0.5 s (its failure timer's granularity).
@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import atexit
 import base64
-import errno
 import grp
 import ipaddress
 import itertools
@@ -52,7 +51,6 @@ import signal
 import socket
 import stat
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -60,6 +58,12 @@ import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests.support.processes import free_ports as _free_ports
+from tests.support.processes import kill as _kill
+from tests.support.processes import live_members as _live_members
+from tests.support.processes import spawn_reaped
+from tests.support.processes import tail as _tail
 
 __all__ = [
     "Dovecot",
@@ -238,94 +242,6 @@ def _short_tmp() -> str:
         return "/tmp"
     return tempfile.gettempdir()
 
-
-def _free_ports(count: int) -> list[int]:
-    """Distinct loopback ports the kernel just handed out as free.
-
-    They are closed again before Dovecot binds them, so another process may
-    grab one in between; start() retries with new ports when that happens.
-    """
-    sockets = []
-    try:
-        for _ in range(count):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
-# The reaper runs as our direct child and is the session leader of the whole
-# server. It becomes a "child subreaper", so Dovecot's processes that outlive
-# the master (its log process always does) are re-parented to it and reaped,
-# instead of becoming zombies under an init that may not reap them. It
-# forwards SIGTERM/SIGINT to the master and exits with the master's status
-# once every descendant is gone.
-#
-# Nothing of the server outlives our process, however it dies (SIGKILL too):
-# * The reaper holds the read end of a "lifeline" pipe whose write end only
-#   our process has. When our process dies the pipe reports EOF; the reaper
-#   stops the server, waits for every descendant and removes the runtime
-#   directory (nobody else is left to do it). PR_SET_PDEATHSIG on the reaper
-#   would not do: it fires when the *thread* that started the server ends,
-#   which may be long before our process does.
-# * The master gets PR_SET_PDEATHSIG(SIGTERM) towards the reaper (set after
-#   fork, before exec; the reaper's forking thread is its main thread, which
-#   lives as long as the reaper), so a reaper killed by SIGKILL takes the
-#   master, and with it every Dovecot process, down too.
-# Linux only (prctl via ctypes); elsewhere the lifeline still works.
-_REAPER = r"""
-import ctypes, os, signal, sys, threading
-lifeline, run_dir, argv = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
-os.set_inheritable(lifeline, False)
-try:
-    prctl = ctypes.CDLL(None, use_errno=True).prctl
-    prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
-except Exception:
-    prctl = None
-reaper = os.getpid()
-master = os.fork()  # still single-threaded here
-if master == 0:
-    try:
-        os.close(lifeline)
-        if prctl is not None:
-            prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
-        if os.getppid() == reaper:  # else the reaper died before prctl took effect
-            os.execv(argv[0], argv)
-    finally:
-        os._exit(127)
-def forward(*_):
-    try:
-        os.kill(master, signal.SIGTERM)
-    except ProcessLookupError:
-        pass
-signal.signal(signal.SIGTERM, forward)
-signal.signal(signal.SIGINT, forward)
-orphaned = threading.Event()
-def watch():
-    try:
-        while os.read(lifeline, 64):
-            pass
-    except OSError:
-        pass
-    orphaned.set()
-    forward()
-threading.Thread(target=watch, daemon=True).start()
-status = 0
-while True:
-    try:
-        pid, wstatus = os.wait()
-    except ChildProcessError:
-        break
-    if pid == master:
-        status = os.waitstatus_to_exitcode(wstatus)
-if orphaned.is_set():
-    import shutil
-    shutil.rmtree(run_dir, ignore_errors=True)
-sys.exit(status if status >= 0 else 128 - status)
-"""
 
 _running: weakref.WeakSet[Dovecot] = weakref.WeakSet()
 
@@ -580,23 +496,8 @@ class Dovecot:
             self.pop3s_port = ports[1] if self.ssl else None
             self._write_config()
             out_path = self.root / "dovecot.out"
-            lifeline_read, self._lifeline = os.pipe()  # both ends non-inheritable
-            try:
-                with open(out_path, "wb") as out:
-                    self._process = subprocess.Popen(
-                        [
-                            sys.executable, "-I", "-S", "-c", _REAPER, str(lifeline_read),
-                            str(self._run_dir), binary, "-F", "-c", str(self.config_path),
-                        ],
-                        stdin=subprocess.DEVNULL,
-                        stdout=out,
-                        stderr=out,
-                        start_new_session=True,
-                        close_fds=True,
-                        pass_fds=(lifeline_read,),
-                    )  # fmt: skip
-            finally:
-                os.close(lifeline_read)
+            self._process, self._lifeline = spawn_reaped(
+                [binary, "-F", "-c", str(self.config_path)], self._run_dir, out_path)
             if self._wait_until_serving():
                 return
             last_error = self._failure_report()
@@ -957,61 +858,3 @@ class Dovecot:
                     )
                 return found
             time.sleep(0.01)
-
-
-@dataclass(frozen=True)
-class _Member:
-    pid: int
-    ppid: int
-    comm: str
-
-
-def _live_members(pgid: int) -> list[_Member]:
-    """Processes in process group `pgid` that are not zombies (Linux /proc)."""
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return []
-    except PermissionError:
-        pass
-    members = []
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return [_Member(pgid, 0, "?")]  # no /proc: trust killpg's answer
-    for entry in entries:
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                data = f.read()
-        except OSError:
-            continue
-        # "pid (comm) state ppid pgrp ..."; comm may itself contain ") "
-        comm = data[data.find(b"(") + 1 : data.rfind(b")")].decode(errors="replace")
-        fields = data[data.rfind(b")") + 2 :].split()
-        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] != b"Z":
-            members.append(_Member(int(entry), int(fields[1]), comm))
-    return members
-
-
-def _kill(pid: int, signum: int) -> None:
-    try:
-        os.kill(pid, signum)
-    except ProcessLookupError:
-        pass
-
-
-def _tail(path: Path, lines: int) -> str:
-    try:
-        with open(path, "rb") as f:
-            try:
-                f.seek(-16384, os.SEEK_END)
-            except OSError as exc:
-                if exc.errno != errno.EINVAL:
-                    raise
-                f.seek(0)
-            data = f.read()
-    except FileNotFoundError:
-        return ""
-    return "\n".join(data.decode(errors="replace").splitlines()[-lines:])
