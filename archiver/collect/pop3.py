@@ -102,6 +102,7 @@ import hashlib
 import json
 import logging
 import re
+import select
 import socket
 import ssl
 import time
@@ -139,6 +140,17 @@ _TLS_MODES = ("implicit", "starttls", "none")
 _MECHANISMS = ("user", "apop", "plain", "xoauth2")
 
 _APOP_TIMESTAMP = re.compile(rb"<[^<>\s]+@[^<>\s]+>")
+#: RFC 2449 EXPIRE written without its space, as GNU Mailutils does ("EXPIRENEVER", "EXPIRE0")
+_EXPIRE_GLUED = re.compile(r"^EXPIRE(NEVER|\d+)$", re.IGNORECASE)
+#: A POP3 server greets at once; a port that expects implicit TLS says nothing
+#: until the client's handshake. After this long without a greeting on a
+#: clear-text connection the client speaks first to find out (see _plain_greeting).
+GREETING_PROBE_AFTER = 2.0
+#: TLS record types a TLS server answers with (alert, handshake), in the first byte
+_TLS_RECORD_TYPES = (0x15, 0x16)
+#: OpenSSL's reasons when the peer's first bytes are not TLS (a plain POP3 greeting)
+_NOT_TLS_REASONS = ("WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "UNKNOWN_PROTOCOL",
+                    "PACKET_LENGTH_TOO_LONG", "HTTP_REQUEST")
 _RESP_CODE = re.compile(r"^-ERR\s*\[([^\]\s]*)\]", re.IGNORECASE)
 _BUSY_WORDING = re.compile(
     r"lock|busy|in[ -]use|temporar|try again later|try later|again later|too many",
@@ -292,20 +304,67 @@ class POP3Client:
         self._secure = False
         self._data, self._off = b"", 0
         try:
+            capa_sent = False
             if self.tls == "implicit":
                 self._start_tls()
-            line = self._read_status_line(deadline, "greeting")
+                line = self._read_status_line(deadline, "greeting")
+            else:
+                line, capa_sent = self._plain_greeting(deadline)
             if not _is_ok(line):
                 raise self._reply_error(line, "greeting", default=ServerBusy)
             self.greeting = _text(line[3:]).strip()
             match = _APOP_TIMESTAMP.search(line)
             self._apop_timestamp = match.group(0) if match else None
-            self._capa()
+            self._capa(sent=capa_sent)
             if self.tls == "starttls":
                 self._stls()
         except BaseException:
             self.close()
             raise
+
+    def _plain_greeting(self, deadline: float) -> tuple[bytes, bool]:
+        """The greeting on a connection that starts in clear text, and whether CAPA
+        was already sent.
+
+        A POP3 server greets at once; a port that expects implicit TLS waits
+        silently for the client's handshake, which would otherwise cost the
+        whole timeout and end in a puzzling error. So after
+        GREETING_PROBE_AFTER seconds of silence we send CAPA: a TLS server
+        answers with a TLS alert or hangs up (we say to set tls = "implicit"),
+        a POP3 server that is merely slow greets and then answers that CAPA,
+        whose reply the caller reads as its own.
+        """
+        assert self._sock is not None
+        wait = min(GREETING_PROBE_AFTER, self.timeout)
+        try:
+            ready, _, _ = select.select([self._sock], [], [], wait)
+        except (OSError, ValueError):
+            ready = [self._sock]  # let the normal read report it
+        if ready:
+            return self._read_status_line(deadline, "greeting"), False
+        advice = (f'set tls = "implicit" for it, or keep tls = "{self.tls}" and use the '
+                  "server's plain POP3 port (usually 110)")
+        self._send(b"CAPA\r\n", f"CAPA (no greeting after {wait:g}s)")
+        sock = self._sock
+        try:
+            sock.settimeout(max(0.001, min(self.timeout, deadline - time.monotonic())))
+            self._sock_timeout = None
+            data = sock.recv(_RECV_SIZE)
+        except TimeoutError as exc:
+            self.close()
+            raise NetworkError(
+                f"{self.where}: greeting timed out: no data for {self.timeout:g}s; if this "
+                f"port expects implicit TLS (usually 995), {advice}") from exc
+        except OSError:
+            data = b""  # reset: what a TLS server does with bytes that are not TLS
+        if not data or data[0] in _TLS_RECORD_TYPES:
+            self.close()
+            answer = "answered in TLS" if data else "hung up when spoken to"
+            raise TLSError(
+                f"{self.where}: the server did not greet in clear text and {answer}: this "
+                f"port expects implicit TLS; {advice}")
+        self._data, self._off = data, 0
+        return self._read_status_line(deadline, "greeting"), True
 
     def _tls_context(self) -> ssl.SSLContext:
         context = ssl.create_default_context()
@@ -338,7 +397,13 @@ class POP3Client:
                 f"{reason} (set ca_file to trust a private CA)"
             ) from exc
         except ssl.SSLError as exc:
-            raise TLSError(f"{self.where}: TLS handshake failed: {exc.reason or exc}") from exc
+            hint = ""
+            if self.tls == "implicit" and (exc.reason or "") in _NOT_TLS_REASONS:
+                hint = (': the server answered in clear text, so this port speaks plain '
+                        'POP3; set tls = "starttls" for it (STLS on this port), or keep '
+                        'tls = "implicit" and use the server\'s POP3S port (usually 995)')
+            raise TLSError(
+                f"{self.where}: TLS handshake failed: {exc.reason or exc}{hint}") from exc
         except TimeoutError as exc:
             raise NetworkError(f"{self.where}: TLS handshake timed out") from exc
         except OSError as exc:
@@ -380,8 +445,9 @@ class POP3Client:
         self._capa()
         return self.capabilities
 
-    def _capa(self) -> None:
-        self._send(b"CAPA\r\n", "CAPA")
+    def _capa(self, *, sent: bool = False) -> None:
+        if not sent:
+            self._send(b"CAPA\r\n", "CAPA")
         deadline = time.monotonic() + self.command_deadline
         line = self._read_status_line(deadline, "CAPA")
         self.capabilities = {}
@@ -397,6 +463,9 @@ class POP3Client:
                 continue
             name = words[0].upper()
             args = words[1:]
+            glued = _EXPIRE_GLUED.match(name)
+            if glued:  # "EXPIRENEVER" / "EXPIRE0": read as RFC 2449 "EXPIRE NEVER" / "EXPIRE 0"
+                name, args = "EXPIRE", [glued.group(1), *args]
             if name == "SASL":
                 args = [a.upper() for a in args]
             caps[name] = args
@@ -411,7 +480,11 @@ class POP3Client:
         ``secret`` is the password, or the OAuth2 access token for xoauth2.
         ``auth="auto"`` picks: APOP on a clear-text connection whose greeting
         has a timestamp; else SASL PLAIN if listed; else USER (listed, or the
-        server has no CAPA); else APOP; never XOAUTH2.
+        server has no CAPA); else APOP; never XOAUTH2. When auto's APOP gets an
+        ``-ERR`` without a response code (a greeting timestamp does not prove
+        the server has an APOP secret for the user: GNU Mailutils always sends
+        one), the next of PLAIN and USER is tried on the same connection, so
+        the TLS state never changes; ``[AUTH]``, ``[IN-USE]``, ... end the login.
         """
         self._require_connected()
         if self._logged_in:
@@ -428,6 +501,17 @@ class POP3Client:
         if secret:
             self._secrets.append(secret)
         mechanism = self._choose_mechanism(auth)
+        if mechanism == "apop" and auth == "auto":
+            refusal = self._login_apop(username, secret, may_fall_back=True)
+            if refusal is None:
+                self._logged_in = True
+                return mechanism
+            offers = self._offers()
+            fallback = next((m for m in ("plain", "user") if offers[m]), None)
+            if fallback is None:
+                raise refusal
+            log.info("%s: APOP refused (%s); trying %s", self.where, refusal, fallback.upper())
+            mechanism = fallback
         if mechanism == "user":
             self._login_user(username, secret)
         elif mechanism == "apop":
@@ -491,14 +575,23 @@ class POP3Client:
         if not _is_ok(line):
             raise self._reply_error(line, "login (USER/PASS)", login=True)
 
-    def _login_apop(self, username: str, secret: str) -> None:
+    def _login_apop(self, username: str, secret: str, *,
+                    may_fall_back: bool = False) -> CollectError | None:
+        """APOP. Raises on refusal, except that with ``may_fall_back`` a plain
+        ``-ERR`` (no response code, no busy wording) is returned instead."""
         if self._apop_timestamp is None:  # pragma: no cover - guarded by _choose_mechanism
             raise AuthError(f"{self.where}: the greeting has no APOP timestamp")
         digest = hashlib.md5(self._apop_timestamp + secret.encode()).hexdigest()
         self._secrets.append(digest)
         line = self._simple(f"APOP {username} {digest}", masked=f"APOP {username} ****")
-        if not _is_ok(line):
-            raise self._reply_error(line, "login (APOP)", login=True)
+        if _is_ok(line):
+            return None
+        error = self._reply_error(line, "login (APOP)", login=True)
+        text = _text(line)
+        if (may_fall_back and self._sock is not None and line.startswith(b"-ERR")
+                and _resp_code(text) is None and not _BUSY_WORDING.search(text)):
+            return AuthError(f"{self.where}: login (APOP) failed: {self._redact(text)}")
+        raise error
 
     def _sasl(self, mechanism: str, response: bytes) -> None:
         encoded = base64.b64encode(response)

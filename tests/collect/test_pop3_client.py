@@ -17,6 +17,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import threading
 import time
 
 import pytest
@@ -468,6 +469,56 @@ def test_auto_selection(serve, server_kwargs, expected):
     pop.close()
 
 
+@pytest.mark.parametrize("refusal", ["-ERR authentication failed", "-ERR APOP not available"])
+def test_auto_falls_back_from_apop_when_refused_without_a_code(serve, refusal):
+    """GNU Mailutils greets with a timestamp even without an APOP secret for anyone."""
+    server = serve([(None, b"x\r\n")], capabilities=["UIDL", "USER"], apop_timestamp=APOP_TS)
+    server.script("APOP", lambda s, a: refusal)
+    pop = client(server)
+    pop.connect()
+    assert pop.login("user", "pass") == "user"
+    assert server.log[1:] == ["APOP user ****", "USER user", "PASS ****"]
+    assert not pop.secure  # the same clear-text connection: nothing was up- or downgraded
+    pop.close()
+
+
+@pytest.mark.parametrize("refusal", ["-ERR [AUTH] wrong password",
+                                     "-ERR [IN-USE] mailbox locked",
+                                     "-ERR mailbox is locked, try again later"])
+def test_auto_keeps_an_apop_refusal_that_is_about_the_credentials_or_the_mailbox(
+        serve, refusal):
+    server = serve([(None, b"x\r\n")], capabilities=["UIDL", "USER"], apop_timestamp=APOP_TS)
+    server.script("APOP", lambda s, a: refusal)
+    pop = client(server)
+    pop.connect()
+    with pytest.raises((AuthError, ServerBusy)):
+        pop.login("user", "pass")
+    assert "PASS ****" not in server.log
+    pop.close()
+
+
+def test_explicit_apop_never_falls_back(serve):
+    server = serve([(None, b"x\r\n")], capabilities=["UIDL", "USER"], apop_timestamp=APOP_TS)
+    server.script("APOP", lambda s, a: "-ERR authentication failed")
+    pop = client(server)
+    pop.connect()
+    with pytest.raises(AuthError, match=r"login \(APOP\) failed"):
+        pop.login("user", "pass", auth="apop")
+    assert server.log[1:] == ["APOP user ****"]
+    pop.close()
+
+
+@pytest.mark.parametrize(("advertised", "parsed"), [
+    ("EXPIRENEVER", ["NEVER"]), ("EXPIRE0", ["0"]), ("EXPIRE 30 USER", ["30", "USER"]),
+    ("expire31", ["31"]), ("EXPIRE NEVER", ["NEVER"])])
+def test_expire_is_parsed_with_or_without_its_space(serve, advertised, parsed):
+    server = serve([(None, b"x\r\n")], capabilities=["UIDL", "USER", advertised])
+    pop = client(server)
+    pop.connect()
+    assert pop.capabilities["EXPIRE"] == parsed
+    pop.close()
+
+
 def test_auto_selection_without_capa_uses_user(serve):
     server = serve([(None, b"x\r\n")])
     server.script("CAPA", lambda s, a: "-ERR Unknown command.")
@@ -721,8 +772,79 @@ def test_verify_tls_false_connects_and_warns(serve, tls_server_context, caplog):
 
 def test_implicit_tls_against_a_plain_server(serve):
     server = serve()
-    with pytest.raises(TLSError, match="TLS handshake failed"):
-        client(server, tls="implicit").connect()
+    t0 = time.monotonic()
+    with pytest.raises(TLSError, match='TLS handshake failed.*plain POP3; set tls = "starttls"'):
+        client(server, tls="implicit", timeout=30.0).connect()
+    assert time.monotonic() - t0 < 5  # at once, not after the 30 s timeout
+
+
+@pytest.mark.parametrize("tls", ["starttls", "none"])
+def test_clear_text_modes_against_an_implicit_tls_port_fail_fast_with_a_hint(
+        serve, tls_server_context, tls):
+    """A TLS port says nothing until the client's handshake: after GREETING_PROBE_AFTER
+    seconds of silence the client speaks, gets a TLS alert, and names the setting."""
+    server = serve(tls_context=tls_server_context, implicit_tls=True)
+    t0 = time.monotonic()
+    with pytest.raises(TLSError, match='(answered in TLS|hung up when spoken to): this port expects implicit TLS; '
+                                       'set tls = "implicit"'):
+        client(server, tls=tls, timeout=60.0, command_deadline=120.0).connect()
+    assert time.monotonic() - t0 < pop3.GREETING_PROBE_AFTER + 3
+
+
+def _slow_greeter(delay: float, greet: bool = True):
+    """A one-connection POP3 server that greets only after ``delay`` seconds (or never)
+    and answers each CAPA it reads; returns (port, received lines, thread)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    received: list[bytes] = []
+
+    def serve_one():
+        conn, _ = listener.accept()
+        with conn, listener:
+            time.sleep(delay)
+            if not greet:
+                conn.settimeout(10)
+                while conn.recv(1024):
+                    pass
+                return
+            conn.sendall(b"+OK slow server ready\r\n")
+            buf = b""
+            conn.settimeout(10)
+            while True:
+                while b"\n" not in buf:
+                    chunk = conn.recv(1024)
+                    if not chunk:
+                        return
+                    buf += chunk
+                line, buf = buf.split(b"\n", 1)
+                received.append(line.rstrip(b"\r"))
+                if line.startswith(b"CAPA"):
+                    conn.sendall(b"+OK\r\nUSER\r\nUIDL\r\n.\r\n")
+                elif line.startswith(b"QUIT"):
+                    conn.sendall(b"+OK bye\r\n")
+                    return
+
+    thread = threading.Thread(target=serve_one, daemon=True)
+    thread.start()
+    return listener.getsockname()[1], received, thread
+
+
+def test_a_slow_greeting_still_works_and_the_early_capa_is_read_once():
+    port, received, thread = _slow_greeter(pop3.GREETING_PROBE_AFTER + 0.5)
+    pop = POP3Client("127.0.0.1", port, tls="none", timeout=10.0)
+    pop.connect()
+    assert pop.greeting == "slow server ready"
+    assert pop.capabilities == {"USER": [], "UIDL": []}
+    pop.quit()
+    thread.join(5)
+    assert received == [b"CAPA", b"QUIT"]  # CAPA sent once, before the greeting
+
+
+def test_a_silent_server_times_out_with_the_implicit_tls_hint():
+    port, _, thread = _slow_greeter(0, greet=False)
+    pop = POP3Client("127.0.0.1", port, tls="starttls", timeout=pop3.GREETING_PROBE_AFTER + 1)
+    with pytest.raises(NetworkError, match='greeting timed out.*set tls = "implicit"'):
+        pop.connect()
+    thread.join(15)
 
 
 def test_starttls_upgrades_and_reissues_capa(serve, certificate, tls_server_context):
