@@ -29,7 +29,7 @@ SURFACE = {
     },
     "archiver.store.deliveries": {
         'NewDelivery', 'Sighting', 'confirm_on_server', 'gone_from_server', 'mark_gone',
-        'mark_gone_by_content', 'on_server', 'record', 'recorded_uidls',
+        'first_seen_by_content', 'mark_gone_by_content', 'on_server', 'record', 'recorded_uidls',
         'recorded_without_uidl', 'supersede', 'tombstone'
     },
     "archiver.store.reading": {

@@ -309,7 +309,14 @@ class Collector:
                 conn, account_id, [(plan.listed[n], None) for n in plan.tombstones_held])
 
         # 4. Decide what to delete: only what is committed, as the policy says.
-        due = policy.deletions(plan, [c.msgnum for c in committed], stopping=stop.is_set())
+        archived_at = None
+        if plan.shared and not plan.delete_on_commit and account.delete_after is not None:
+            by_sha = {c.result.sha256: c.msgnum for c in committed if plan.by_content(c.msgnum)}
+            with read_only(self.engine) as conn:
+                first_seen = deliveries.first_seen_by_content(conn, account_id, list(by_sha))
+            archived_at = {by_sha[sha]: when for sha, when in first_seen.items()}
+        due = policy.deletions(plan, [c.msgnum for c in committed], stopping=stop.is_set(),
+                               archived_at=archived_at)
 
         # 5. DELE, QUIT, record deletions after +OK.
         self._delete_on_server(client, account_id, plan, due, committed, report)
@@ -327,13 +334,12 @@ class Collector:
         client.quit()
         # QUIT said +OK: only now has the server really deleted anything.
         when = self.clock()
+        by_msgnum = {c.msgnum: c.result.sha256 for c in committed}
         with unit_of_work(self.engine) as conn:
-            if plan.without_uidl:
-                by_msgnum = {c.msgnum: c.result.sha256 for c in committed}
-                deliveries.mark_gone_by_content(conn, account_id, [by_msgnum[n] for n in acked],
-                                                when)
-            else:
-                deliveries.mark_gone(conn, account_id, [plan.listed[n] for n in acked], when)
+            deliveries.mark_gone_by_content(
+                conn, account_id, [by_msgnum[n] for n in acked if plan.by_content(n)], when)
+            deliveries.mark_gone(
+                conn, account_id, [plan.listed[n] for n in acked if not plan.by_content(n)], when)
         report.deleted_on_server = len(acked)
 
     def _fetch_and_commit(self, client: POP3Client, account: Account, plan: policy.PassPlan,
@@ -378,7 +384,7 @@ class Collector:
                     tickets[spool.sha256] = pool.submit(spool)
                 writer.add(res.msgnum, spool, Origin(
                     account.name, kind=schema.DeliveryKind.POP3,
-                    uidl=plan.listed.get(res.msgnum), server_size=sizes.get(res.msgnum),
+                    uidl=plan.uidl_of(res.msgnum), server_size=sizes.get(res.msgnum),
                     supersede=res.msgnum in plan.changed))
                 if stop.is_set():
                     report.warnings.append("stopped on request; the rest is collected next pass")
@@ -481,6 +487,8 @@ def _known(s: deliveries.Sighting) -> policy.KnownDelivery:
 
 def _describe(plan: policy.PassPlan, msgnum: int) -> str:
     uidl = plan.listed.get(msgnum)
+    if uidl is None:
+        uidl = next((u for u, nums in plan.shared.items() if msgnum in nums), None)
     return f"message {msgnum} (UIDL {uidl})" if uidl is not None else f"message {msgnum}"
 
 
@@ -491,7 +499,12 @@ def _count(outcomes: list[Committed | Refused], plan: policy.PassPlan, report: P
             report.skip("store_refused")
             report.warnings.append(f"{_describe(plan, o.msgnum)} could not be stored and stays "
                                    f"on the server: {o.reason}")
-        elif o.result.outcome == Outcome.ARCHIVED:
+            continue
+        if o.result.outcome == Outcome.KNOWN:
+            continue  # this very delivery was recorded before (fetched again): nothing new
+        if not plan.without_uidl and plan.by_content(o.msgnum):
+            report.new += 1  # under a shared UIDL only the content tells what is new
+        if o.result.outcome == Outcome.ARCHIVED:
             report.archived += 1
         else:
             report.duplicates += 1

@@ -8,6 +8,7 @@ injected ``now``.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -82,7 +83,11 @@ class PassPlan:
     #: UIDLs we believed on the server that the listing no longer has
     vanished: list[str] = field(default_factory=list)
     quarantined: list[str] = field(default_factory=list)
-    duplicate_uidls: list[str] = field(default_factory=list)
+    #: UIDL -> msgnums, for UIDLs the listing gives to more than one message (popa3d
+    #: derives UIDLs from a few headers; Mailutils reuses an X-UIDL header found in
+    #: the mail): the UIDL cannot tell them apart, so every one of them is fetched
+    #: each pass and recognised by its content hash, like on a server without UIDL
+    shared: dict[str, list[int]] = field(default_factory=dict)
     too_large: list[int] = field(default_factory=list)
     #: msgnums left for a later pass by max_messages_per_pass / max_bytes_per_pass
     deferred: int = 0
@@ -93,6 +98,19 @@ class PassPlan:
     delete_on_commit: bool = False
     #: the server has no UIDL: messages are known by content hash only
     without_uidl: bool = False
+    #: the account's policy, for messages whose archive time is known only once
+    #: fetched (shared UIDLs): see deletions()
+    leave_on_server: bool = False
+    delete_after: timedelta | None = None
+    now: datetime | None = None
+
+    def by_content(self, msgnum: int) -> bool:
+        """Is this message recognised by content hash, not by its UIDL?"""
+        return self.without_uidl or msgnum not in self.listed
+
+    def uidl_of(self, msgnum: int) -> str | None:
+        """The UIDL that identifies the message, or None if it is known by content."""
+        return self.listed.get(msgnum)
 
 
 #: A migration is declared when at least this many known UIDLs existed, and at
@@ -124,17 +142,18 @@ def plan_pass(
     like a changed size (a tombstone's never is).
     """
     returned = returned or {}
-    plan = PassPlan()
+    plan = PassPlan(leave_on_server=leave_on_server, delete_after=delete_after, now=now)
+    listings = Counter(uidl for _, uidl in uidls)
     seen: set[str] = set()
     for msgnum, uidl in uidls:
         if not valid_uidl(uidl):
             plan.quarantined.append(uidl)
             continue
-        if uidl in seen:
-            plan.duplicate_uidls.append(uidl)
-            continue
         seen.add(uidl)
-        plan.listed[msgnum] = uidl
+        if listings[uidl] > 1:
+            plan.shared.setdefault(uidl, []).append(msgnum)
+        else:
+            plan.listed[msgnum] = uidl
 
     new: list[int] = []
     for msgnum, uidl in plan.listed.items():
@@ -172,7 +191,8 @@ def plan_pass(
     # a message in the pass that archives it -- except in a migration.
     plan.delete_on_commit = not plan.migration and deletion_due(
         leave_on_server, delete_after, now, now)
-    _choose_fetches(plan, sorted(new) + sorted(plan.changed), sizes,
+    shared = sorted(n for msgnums in plan.shared.values() for n in msgnums)
+    _choose_fetches(plan, sorted(new + shared) + sorted(plan.changed), sizes,
                     max_message_size, max_messages, max_bytes)
     return plan
 
@@ -210,19 +230,28 @@ def _choose_fetches(plan: PassPlan, candidates: list[int], sizes: dict[int, int]
         budget_bytes -= size
 
 
-def deletions(plan: PassPlan, committed: Iterable[int], *, stopping: bool) -> list[int]:
+def deletions(plan: PassPlan, committed: Iterable[int], *, stopping: bool,
+              archived_at: Mapping[int, datetime] | None = None) -> list[int]:
     """The msgnums to DELE at the end of a pass, in server order.
 
     Only messages whose delivery is committed (``committed``: msgnums whose
     batch the writer reported as committed) or that were archived before
     (``plan.delete_known``) are candidates; a pass that was asked to stop
-    deletes nothing (the next one will).
+    deletes nothing (the next one will). A committed message under a shared
+    UIDL is due by its own archive time (``archived_at``: when its content was
+    first recorded for this account), as the policy says; in a suspected
+    migration nothing is.
     """
     if stopping:
         return []
     due = set(plan.delete_known)
+    committed = list(committed)
     if plan.delete_on_commit:
         due.update(committed)
+    elif not plan.migration and plan.now is not None and archived_at:
+        due.update(n for n in committed if plan.by_content(n) and n in archived_at
+                   and deletion_due(plan.leave_on_server, plan.delete_after, archived_at[n],
+                                    plan.now))
     return sorted(due)
 
 
@@ -246,11 +275,13 @@ def plan_warnings(plan: PassPlan, sizes: Mapping[int, int], max_message_size: in
             f"{len(plan.quarantined)} message(s) with invalid UIDLs (RFC 1939 allows 1-70 "
             f"printable characters) quarantined on the server, neither fetched nor deleted: "
             + ", ".join(repr(u[:80]) for u in plan.quarantined[:5]))
-    if plan.duplicate_uidls:
+    if plan.shared:
+        messages = sum(len(m) for m in plan.shared.values())
         warnings.append(
-            f"the server listed {len(plan.duplicate_uidls)} duplicate UIDL(s); each is archived "
-            "once and the extra copies are left alone: "
-            + ", ".join(repr(u) for u in plan.duplicate_uidls[:5]))
+            f"{messages} messages share {len(plan.shared)} UIDL(s), so the UIDL cannot tell "
+            "them apart: each is fetched every pass and recognised by its content hash ("
+            + ", ".join(repr(u) for u in list(plan.shared)[:5])
+            + (", ..." if len(plan.shared) > 5 else "") + ")")
     for msgnum in plan.too_large:
         skipped["too_large"] += 1
         uidl = f"UIDL {plan.listed[msgnum]}, " if msgnum in plan.listed else ""

@@ -39,6 +39,7 @@ __all__ = [
     "NewDelivery",
     "Sighting",
     "confirm_on_server",
+    "first_seen_by_content",
     "gone_from_server",
     "mark_gone",
     "mark_gone_by_content",
@@ -132,6 +133,24 @@ def recorded_without_uidl(conn: Connection, kind: DeliveryKind,
                 _d.c.kind == kind, _d.c.uidl.is_(None), _d.c.former_uidl.is_(None),
             )
         ))
+    return out
+
+
+def first_seen_by_content(conn: Connection, account_id: int,
+                          shas: list[str]) -> dict[str, datetime]:
+    """sha256 -> when the account's POP3 delivery known by content (no UIDL: a
+    server without UIDL, or a UIDL shared by several messages) was first seen."""
+    m = schema.messages
+    out: dict[str, datetime] = {}
+    for part in in_batches(shas):
+        for sha, seen in conn.execute(
+            select(m.c.sha256, func.min(_d.c.first_seen_at, type_=_d.c.first_seen_at.type))
+            .join(m, m.c.id == _d.c.message_id)
+            .where(_d.c.account_id == account_id, _d.c.kind == DeliveryKind.POP3,
+                   _d.c.uidl.is_(None), _d.c.former_uidl.is_(None), m.c.sha256.in_(part))
+            .group_by(m.c.sha256)
+        ):
+            out[sha] = seen
     return out
 
 

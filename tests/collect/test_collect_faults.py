@@ -390,7 +390,7 @@ def test_no_uidl_without_leave_on_server_uses_content_hashes(store, pop3, accoun
     assert server.mailbox == msgs
 
     report = collect(Collector(store), acct)
-    assert counts(report) == ("ok", 3, 3, 0, 3, 3)
+    assert counts(report) == ("ok", 3, 3, 0, 0, 3)
     assert archive(store.engine) == {sha(m) for _, m in msgs}
     rows = deliveries(store.engine)
     assert len(rows) == 3 and all(r.uidl is None for r in rows)
@@ -401,35 +401,52 @@ def test_no_uidl_without_leave_on_server_uses_content_hashes(store, pop3, accoun
 
 
 @pytest.mark.parametrize("leave_on_server", [True, False])
-def test_duplicate_uidls_in_one_listing(store, pop3, account, leave_on_server):
-    first, second, other = mail(1), mail(2), mail(3)
-    server = pop3([("dup", first), ("dup", second), ("other", other)])
+def test_distinct_messages_sharing_a_uidl_are_all_archived_in_one_pass(
+        store, pop3, account, leave_on_server):
+    """popa3d derives UIDLs from a few headers and Mailutils reuses an X-UIDL header
+    found in the mail: the UIDL cannot tell such messages apart, their content can."""
+    first, second, third, other = mail(1), mail(2), mail(3), mail(4)
+    server = pop3([("dup", first), ("dup", second), ("other", other), ("dup", third)])
     acct = account(server, leave_on_server=leave_on_server)
     collector = Collector(store)
 
     report = collect(collector, acct)
-    assert report.status == "ok"
-    assert (report.listed, report.new, report.archived) == (3, 2, 2)
-    assert any("duplicate UIDL" in w and "'dup'" in w for w in report.warnings)
-    assert sent(server, "RETR") == ["RETR 1", "RETR 3"]
-    assert archive(store.engine) == {sha(first), sha(other)}
-    assert set(by_uidl(store.engine)) == {"dup", "other"}
-    if leave_on_server:
-        assert report.deleted_on_server == 0 and len(server.mailbox) == 3
-        mark = len(server.log)
-        report = collect(collector, acct)
-        assert counts(report) == ("ok", 3, 0, 0, 0, 0) and sent(server, "RETR", mark) == []
+    assert counts(report) == ("ok", 4, 4, 4, 0, 0 if leave_on_server else 4)
+    [warning] = [w for w in report.warnings if "share" in w]
+    assert "3 messages share 1 UIDL(s)" in warning and "'dup'" in warning
+    assert sent(server, "RETR") == ["RETR 1", "RETR 2", "RETR 3", "RETR 4"]
+    assert archive(store.engine) == {sha(first), sha(second), sha(third), sha(other)}
+    assert set(by_uidl(store.engine)) == {"other"}  # the shared ones are known by content
+    if not leave_on_server:
+        assert server.mailbox == []
         return
-    # the extra copy is not deleted: it was never archived
-    assert report.deleted_on_server == 2 and sent(server, "DELE") == ["DELE 1", "DELE 3"]
-    assert server.mailbox == [("dup", second)]
-    # Alone now, its UIDL is one the archive recorded as gone, with other
-    # content: it is archived before it is deleted, never deleted unseen.
+    assert len(server.mailbox) == 4
+    # Each pass fetches them again (a new message may join the UIDL) and finds them known.
+    server.add_message(mail(5), uidl="dup")
+    mark = len(server.log)
     report = collect(collector, acct)
-    assert report.status == "ok" and report.archived == 1 and report.deleted_on_server == 1
-    assert archive(store.engine) == {sha(first), sha(second), sha(other)}
-    assert by_uidl(store.engine)["dup"].sha256 == sha(second)
-    assert server.mailbox == []
+    assert counts(report) == ("ok", 5, 1, 1, 0, 0)
+    assert sent(server, "RETR", mark) == ["RETR 1", "RETR 2", "RETR 4", "RETR 5"]
+    assert sha(mail(5)) in archive(store.engine)
+    assert len(deliveries(store.engine)) == 5
+
+
+def test_shared_uidls_follow_delete_after_by_their_own_archive_time(store, pop3, account):
+    server = pop3([("dup", mail(1)), ("dup", mail(2))])
+    acct = account(server, delete_after="3d")
+    clock = Clock()
+    collector = clocked_collector(store, clock)
+    assert counts(collect(collector, acct)) == ("ok", 2, 2, 2, 0, 0)
+    clock.set(days=2)
+    server.add_message(mail(3), uidl="dup")
+    assert counts(collect(collector, acct)) == ("ok", 3, 1, 1, 0, 0)
+    clock.set(days=3)  # the first two are due, the third (archived two days later) is not
+    mark = len(server.log)
+    report = collect(collector, acct)
+    assert counts(report) == ("ok", 3, 0, 0, 0, 2)
+    assert sent(server, "DELE", mark) == ["DELE 1", "DELE 2"]
+    assert server.mailbox == [("dup", mail(3))]
+    assert sum(r.deleted_on_server_at is not None for r in deliveries(store.engine)) == 2
 
 
 def test_uidls_differing_only_in_case_are_distinct(store, pop3, account):
@@ -525,7 +542,7 @@ def test_list_size_differs_from_retr_for_new_messages(store, pop3, account):
     server.clear_faults()  # LIST now tells the truth: two known sizes "changed"
     mark = len(server.log)
     report = collect(collector, acct)
-    assert counts(report) == ("ok", 3, 0, 0, 2, 0)
+    assert counts(report) == ("ok", 3, 0, 0, 0, 0)  # same content: known, not duplicates
     assert sent(server, "RETR", mark) == ["RETR 2", "RETR 3"]
     assert any("different size" in w for w in report.warnings)
     assert len(archive(store.engine)) == 3 and len(deliveries(store.engine)) == 3
@@ -550,7 +567,7 @@ def test_changed_size_is_never_deleted_on_the_old_evidence(store, pop3, account)
     server.set_list_size(1, len(changing) + 7)
     mark = len(server.log)
     report = collect(collector, acct)
-    assert counts(report) == ("ok", 2, 0, 0, 1, 1)
+    assert counts(report) == ("ok", 2, 0, 0, 0, 1)
     assert sent(server, "RETR", mark) == ["RETR 1"]  # fetched again, content identical
     assert sent(server, "DELE", mark) == ["DELE 2"]  # only the unchanged one, though both are due
     assert server.mailbox == [("u1", changing)]

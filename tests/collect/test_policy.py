@@ -229,17 +229,29 @@ def test_returned_tombstone_is_not_fetched():
     assert p.new_count == 0
 
 
-def test_duplicate_uidls_first_copy_only():
+def test_a_uidl_listed_twice_is_shared_and_every_copy_fetched():
     p = plan(["a", "a", "b", "a"])
-    assert p.listed == {1: "a", 3: "b"}
-    assert p.duplicate_uidls == ["a", "a"]
-    assert p.fetch == [1, 3]
+    assert p.listed == {3: "b"}
+    assert p.shared == {"a": [1, 2, 4]}
+    assert p.fetch == [1, 2, 3, 4]
+    assert p.new_count == 1  # "b"; what is new under "a" only the content tells
+    assert p.by_content(1) and not p.by_content(3) and p.uidl_of(1) is None
 
 
-def test_duplicate_copy_of_a_known_uidl_is_never_deleted():
+def test_a_known_uidl_that_becomes_shared_is_neither_deleted_nor_vanished():
     p = plan(["a", "a"], known={"a": known_at()}, leave_on_server=False)
-    assert p.delete_known == [1]
-    assert p.fetch == []
+    assert p.delete_known == [] and p.vanished == []
+    assert p.fetch == [1, 2]
+    assert deletions(p, [1, 2], stopping=False) == [1, 2]  # delete at once, once committed
+    assert deletions(p, [2], stopping=False) == [2]
+
+
+def test_shared_uidls_are_due_by_their_own_archive_time():
+    p = plan(["a", "a", "b"], known={"b": known_at(age=40 * DAY)}, delete_after=30 * DAY)
+    due_at = {1: NOW - timedelta(days=31), 2: NOW - timedelta(days=29)}
+    assert deletions(p, [1, 2], stopping=False, archived_at=due_at) == [1, 3]
+    assert deletions(p, [1, 2], stopping=True, archived_at=due_at) == []
+    assert deletions(p, [2], stopping=False, archived_at=due_at) == [3]
 
 
 def test_invalid_uidls_quarantined():
