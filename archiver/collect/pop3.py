@@ -19,6 +19,9 @@ Standards followed
   does not, or refuses it, we raise :class:`~archiver.errors.TLSError` and
   never go on in clear text. Bytes received after the ``+OK`` to STLS and
   before the handshake are refused (command-injection defence).
+* RFC 6856 (UTF8): when CAPA lists ``UTF8`` the client sends ``UTF8``
+  before logging in, so servers that otherwise replace messages with 8-bit
+  headers by a downgraded stand-in (Courier) send them as stored.
 * RFC 3206 (``[AUTH]``, ``[SYS/...]``, AUTH-RESP-CODE): see *Errors* below.
 * RFC 5034 (SASL AUTH): PLAIN and XOAUTH2. The initial response is sent on
   the AUTH line only when the whole line stays within 255 octets; otherwise
@@ -237,6 +240,8 @@ class POP3Client:
         #: the server's greeting line, without "+OK"
         self.greeting: str = ""
         self._capa_answered = False
+        #: the server accepted RFC 6856 UTF8: it sends messages as stored, 8-bit headers too
+        self.utf8 = False
         self._apop_timestamp: bytes | None = None
         self._sock: socket.socket | None = None
         self._secure = False
@@ -318,6 +323,8 @@ class POP3Client:
             self._capa(sent=capa_sent)
             if self.tls == "starttls":
                 self._stls()
+            if "UTF8" in self.capabilities:
+                self._utf8()
         except BaseException:
             self.close()
             raise
@@ -434,6 +441,21 @@ class POP3Client:
         self._data, self._off = b"", 0
         self._start_tls()
         self._capa()
+
+    def _utf8(self) -> None:
+        """RFC 6856: enable UTF-8 mode (AUTHORIZATION state, before login).
+
+        Without it a server may not send a message with raw UTF-8 headers as
+        stored: Courier then serves a "Cannot display Unicode content" wrapper
+        in its place (with LIST still giving the original size), which must
+        never be archived as the message. A refusal is not an error: such
+        servers send what they store.
+        """
+        line = self._simple("UTF8")
+        self.utf8 = _is_ok(line)
+        if not self.utf8:
+            log.info("%s: the server lists UTF8 but refused it: %s", self.where,
+                     self._redact(_text(line)))
 
     def capa(self) -> dict[str, list[str]]:
         """Re-issue CAPA and return the capabilities.

@@ -508,6 +508,22 @@ def test_explicit_apop_never_falls_back(serve):
     pop.close()
 
 
+@pytest.mark.parametrize(("reply", "enabled"), [("+OK UTF8 enabled", True),
+                                                ("-ERR not now", False)])
+def test_utf8_is_sent_before_login_when_offered(serve, reply, enabled):
+    server = serve([(None, b"x\r\n")], capabilities=["UIDL", "USER", "UTF8"])
+    server.script("UTF8", lambda s, a: reply)
+    with session(server, auth="user") as pop:
+        assert pop.utf8 is enabled
+        assert server.log[:4] == ["CAPA", "UTF8", "USER user", "PASS ****"]
+
+
+def test_utf8_is_not_sent_when_not_offered(serve):
+    server = serve([(None, b"x\r\n")], capabilities=["UIDL", "USER"])
+    with session(server, auth="user") as pop:
+        assert not pop.utf8 and "UTF8" not in server.log
+
+
 @pytest.mark.parametrize(("advertised", "parsed"), [
     ("EXPIRENEVER", ["NEVER"]), ("EXPIRE0", ["0"]), ("EXPIRE 30 USER", ["30", "USER"]),
     ("expire31", ["31"]), ("EXPIRE NEVER", ["NEVER"])])
