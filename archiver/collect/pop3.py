@@ -502,11 +502,13 @@ class POP3Client:
         ``secret`` is the password, or the OAuth2 access token for xoauth2.
         ``auth="auto"`` picks: APOP on a clear-text connection whose greeting
         has a timestamp; else SASL PLAIN if listed; else USER (listed, or the
-        server has no CAPA); else APOP; never XOAUTH2. When auto's APOP gets an
-        ``-ERR`` without a response code (a greeting timestamp does not prove
-        the server has an APOP secret for the user: GNU Mailutils always sends
-        one), the next of PLAIN and USER is tried on the same connection, so
-        the TLS state never changes; ``[AUTH]``, ``[IN-USE]``, ... end the login.
+        server has no CAPA); else APOP; never XOAUTH2. When auto's APOP is
+        refused with a plain ``-ERR`` or ``[AUTH]`` (a greeting timestamp does
+        not prove the server has an APOP secret for the user: GNU Mailutils
+        always sends one and answers ``-ERR [AUTH] Bad login``, as for a wrong
+        password), the next of PLAIN and USER is tried on the same connection,
+        so the TLS state never changes; ``[IN-USE]``, ``[SYS/...]``,
+        ``[LOGIN-DELAY]`` or busy wording end the login.
         """
         self._require_connected()
         if self._logged_in:
@@ -610,8 +612,9 @@ class POP3Client:
             return None
         error = self._reply_error(line, "login (APOP)", login=True)
         text = _text(line)
+        code = _resp_code(text)
         if (may_fall_back and self._sock is not None and line.startswith(b"-ERR")
-                and _resp_code(text) is None and not _BUSY_WORDING.search(text)):
+                and code in (None, "AUTH") and not _BUSY_WORDING.search(text)):
             return AuthError(f"{self.where}: login (APOP) failed: {self._redact(text)}")
         raise error
 

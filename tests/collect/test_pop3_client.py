@@ -469,9 +469,11 @@ def test_auto_selection(serve, server_kwargs, expected):
     pop.close()
 
 
-@pytest.mark.parametrize("refusal", ["-ERR authentication failed", "-ERR APOP not available"])
-def test_auto_falls_back_from_apop_when_refused_without_a_code(serve, refusal):
-    """GNU Mailutils greets with a timestamp even without an APOP secret for anyone."""
+@pytest.mark.parametrize("refusal", ["-ERR authentication failed", "-ERR APOP not available",
+                                     "-ERR [AUTH] Bad login"])
+def test_auto_falls_back_from_apop_refused_for_the_credentials(serve, refusal):
+    """GNU Mailutils greets with a timestamp even without an APOP secret for anyone,
+    and refuses APOP with "-ERR [AUTH] Bad login", as it does a wrong password."""
     server = serve([(None, b"x\r\n")], capabilities=["UIDL", "USER"], apop_timestamp=APOP_TS)
     server.script("APOP", lambda s, a: refusal)
     pop = client(server)
@@ -482,16 +484,16 @@ def test_auto_falls_back_from_apop_when_refused_without_a_code(serve, refusal):
     pop.close()
 
 
-@pytest.mark.parametrize("refusal", ["-ERR [AUTH] wrong password",
+@pytest.mark.parametrize("refusal", ["-ERR [SYS/PERM] account disabled",
                                      "-ERR [IN-USE] mailbox locked",
                                      "-ERR mailbox is locked, try again later"])
-def test_auto_keeps_an_apop_refusal_that_is_about_the_credentials_or_the_mailbox(
+def test_auto_keeps_an_apop_refusal_that_is_about_the_mailbox_or_the_server(
         serve, refusal):
     server = serve([(None, b"x\r\n")], capabilities=["UIDL", "USER"], apop_timestamp=APOP_TS)
     server.script("APOP", lambda s, a: refusal)
     pop = client(server)
     pop.connect()
-    with pytest.raises((AuthError, ServerBusy)):
+    with pytest.raises((ServerPermanentError, ServerBusy)):
         pop.login("user", "pass")
     assert "PASS ****" not in server.log
     pop.close()
