@@ -450,6 +450,17 @@ def _print_message(d: dict) -> None:
     for key, val in rows:
         if val:
             click.echo(f"{key + ':':<12}{val}")
+    for dl in d["deliveries"]:
+        # What the server did to the same mail (GNU Mailutils adds Status:/X-UID
+        # headers to an mbox): both versions are kept, byte-exact.
+        if dl["rewrite_of"]:
+            click.echo(f"{'rewrite:':<12}the server's rewrite of {dl['rewrite_of']} "
+                       f"(account {dl['account']}, UIDL {dl['uidl'] or dl['former_uidl']}): "
+                       "the same mail with mailbox status headers changed")
+        if dl["rewritten_as"]:
+            click.echo(f"{'rewritten:':<12}the server later rewrote this mail as "
+                       f"{dl['rewritten_as']} (account {dl['account']}, UIDL "
+                       f"{dl['uidl'] or dl['former_uidl']}): mailbox status headers changed")
     for att in d["attachments"]:
         click.echo(f"{'attachment:':<12}{att['filename'] or '(unnamed)'} "
                    f"({att['content_type']}, {human_size(att['size'])})")
@@ -618,6 +629,8 @@ def _print_collect(reports) -> None:
             line = (f"{r.account}: {r.listed} on server, {r.new} new, {r.archived} archived "
                     f"({human_size(r.bytes)}), {r.duplicates} duplicate(s), "
                     f"{r.deleted_on_server} deleted on server in {r.duration_s:.2f}s")
+            if r.rewritten:
+                line += f", {r.rewritten} rewritten by the server"
             if r.skipped:
                 reasons = ", ".join(f"{n} {why.replace('_', ' ')}"
                                     for why, n in r.skipped_by.items() if n)

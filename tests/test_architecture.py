@@ -211,10 +211,15 @@ def test_every_content_read_goes_through_the_reading_service():
         for alias in names:
             for fn, _ in _calls(path, READS, on=alias):
                 readers.append(f"{path.relative_to(PACKAGE)}:{fn}")
-    assert readers == []
+    assert [r for r in readers if r not in INTERNAL_READS] == []
 
 
 READS = {"iter_content", "read_verified", "read_bytes"}
+#: Reads by the archive itself whose bytes never leave it (no access to audit).
+INTERNAL_READS = {
+    # compares an archived message with the one just received (a server's rewrite?)
+    "store/ingest.py:_rewrite_of",
+}
 
 
 PUBLIC = [_name(p) for p in _modules()

@@ -35,8 +35,10 @@ SURFACE = {
     "archiver.store.reading": {
         'message_view', 'raw_message'
     },
+    "archiver.store.rewrites": {'STATUS_FIELDS', 'is_status_rewrite'},
     "archiver.store.content": {
-        'CHUNK_SIZE', 'ContentEncoder', 'MIN_PREFIX', 'StoredMessage', 'check_content', 'count',
+        'CHUNK_SIZE', 'ContentEncoder', 'MIN_PREFIX', 'StoredMessage', 'by_pk', 'check_content',
+        'count',
         'iter_content', 'iter_messages', 'read_bytes', 'read_verified', 'resolve'
     },
     "archiver.collect.collector": {
@@ -45,7 +47,7 @@ SURFACE = {
     },
     "archiver.collect.policy": {
         'FAILURES', 'KnownDelivery', 'SKIP_REASONS', 'PassPlan', 'UIDL_MAX', 'deletion_due', 'deletions', 'plan_pass',
-        'plan_pass_without_uidl', 'plan_warnings', 'valid_uidl'
+        'plan_pass_without_uidl', 'plan_warnings', 'retr_size_plausible', 'valid_uidl'
     },
     "archiver.collect.pop3": {
         'POP3Client', 'RetrResult', 'Sink'

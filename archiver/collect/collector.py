@@ -24,6 +24,7 @@ hashes deduplicate.
 from __future__ import annotations
 
 import enum
+import functools
 import logging
 import os
 import socket
@@ -94,6 +95,9 @@ class PassReport:
     new: int = 0
     archived: int = 0
     duplicates: int = 0
+    #: known deliveries whose message the server rewrote (status headers added, ...):
+    #: the new bytes are stored as the same mail, not counted as archived
+    rewritten: int = 0
     deleted_on_server: int = 0
     bytes: int = 0
     duration_s: float = 0.0
@@ -131,6 +135,7 @@ class PassReport:
             "new": self.new,
             "archived": self.archived,
             "duplicates": self.duplicates,
+            "rewritten": self.rewritten,
             "deleted_on_server": self.deleted_on_server,
             "bytes": self.bytes,
             "duration_s": round(self.duration_s, 3),
@@ -380,6 +385,16 @@ class Collector:
                 spool = sink.finish()
                 report.bytes += spool.size
                 progress.fetched(account.name, spool.size)
+                listed = sizes.get(res.msgnum)
+                if not policy.retr_size_plausible(listed, spool.size,
+                                                  functools.partial(_line_ends, spool)):
+                    spool.close()
+                    report.skip("size_mismatch")
+                    report.warnings.append(
+                        f"{_describe(plan, res.msgnum)} left on the server and not archived: "
+                        f"RETR sent {spool.size} bytes where LIST said {listed}, so the server "
+                        "may have sent something other than the stored message")
+                    continue
                 if pool is not None:
                     tickets[spool.sha256] = pool.submit(spool)
                 writer.add(res.msgnum, spool, Origin(
@@ -485,6 +500,10 @@ def _known(s: deliveries.Sighting) -> policy.KnownDelivery:
     return policy.KnownDelivery(s.server_size, s.first_seen_at, s.tombstone)
 
 
+def _line_ends(spool: Spool) -> int:
+    return sum(block.count(b"\n") for block in spool.iter_blocks(1024 * 1024))
+
+
 def _describe(plan: policy.PassPlan, msgnum: int) -> str:
     uidl = plan.listed.get(msgnum)
     if uidl is None:
@@ -502,12 +521,20 @@ def _count(outcomes: list[Committed | Refused], plan: policy.PassPlan, report: P
             continue
         if o.result.outcome == Outcome.KNOWN:
             continue  # this very delivery was recorded before (fetched again): nothing new
+        if o.result.outcome == Outcome.REWRITTEN:
+            report.rewritten += 1
+            continue
         if not plan.without_uidl and plan.by_content(o.msgnum):
             report.new += 1  # under a shared UIDL only the content tells what is new
         if o.result.outcome == Outcome.ARCHIVED:
             report.archived += 1
         else:
             report.duplicates += 1
+    if report.rewritten:
+        report.warnings.append(
+            f"the server rewrote {report.rewritten} archived message(s) (mailbox status headers "
+            "such as Status: or X-UID added or changed): the new bytes are kept too, recorded "
+            "as the same mail, not as new")
 
 
 def user_capabilities(client: POP3Client) -> dict[str, list[str]]:

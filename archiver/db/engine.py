@@ -29,7 +29,7 @@ from archiver.errors import DatabaseError
 #: revision). This code runs against its own revision, and against a newer
 #: one whose ``min_code_revision`` is not after SCHEMA_REVISION. So: run
 #: ``archiver db upgrade`` from one node, then upgrade the others' code.
-SCHEMA_REVISION = "0002"
+SCHEMA_REVISION = "0003"
 
 #: How long a SQLite writer waits for another writer before giving up (ms).
 SQLITE_BUSY_TIMEOUT_MS = 30_000

@@ -230,6 +230,12 @@ deliveries = Table(
     # When the message left the server: our DELE confirmed by QUIT, or its
     # UIDL no longer listed. NULL while we believe it is still there.
     Column("deleted_on_server_at", UTCDateTime()),
+    # The server rewrote the message of that (superseded) delivery under the same
+    # UIDL, e.g. added Status:/X-UID headers (GNU Mailutils, mbox): this delivery
+    # is the same mail in the server's new bytes, not new mail.
+    # No foreign key: deliveries are never deleted (a purge leaves tombstones), and
+    # a self-reference would make MariaDB refuse to empty the table in one DELETE.
+    Column("rewrite_of", BigID, index=True),
     # Imports: the file (and folder) the message came from; descriptive only.
     Column("source", String(1000)),
     Column("folder", String(255)),

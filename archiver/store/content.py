@@ -29,6 +29,7 @@ __all__ = [
     "MIN_PREFIX",
     "ContentEncoder",
     "StoredMessage",
+    "by_pk",
     "check_content",
     "count",
     "iter_content",
@@ -145,6 +146,11 @@ def resolve(conn: Connection, ident: str) -> StoredMessage:
             "give more digits"
         )
     return StoredMessage(*rows[0])
+
+
+def by_pk(conn: Connection, pk: int) -> StoredMessage:
+    """The message with primary key ``pk`` (it must exist)."""
+    return StoredMessage(*conn.execute(select(*_COLUMNS).where(schema.messages.c.id == pk)).one())
 
 
 def iter_content(conn: Connection, msg: StoredMessage) -> Iterator[bytes]:

@@ -75,6 +75,8 @@ class NewDelivery:
     server_size: int | None = None
     source: str | None = None
     folder: str | None = None
+    #: the superseded delivery whose message the server rewrote into this one
+    rewrite_of: int | None = None
 
 
 # -- reads -------------------------------------------------------------------------
@@ -174,18 +176,24 @@ def record(conn: Connection, deliveries: list[NewDelivery], now: datetime) -> No
             "deleted_on_server_at": None,
             "source": n.source[:1000] if n.source else None,
             "folder": n.folder[:255] if n.folder else None,
+            "rewrite_of": n.rewrite_of,
         }
         for n in deliveries
     ])
 
 
-def supersede(conn: Connection, account_id: int, uidl: str) -> None:
-    """The server reused ``uidl`` for other content: the old delivery keeps its
-    message and gives the UIDL up, so the new one can take it."""
+def supersede(conn: Connection, account_id: int, uidl: str) -> int | None:
+    """The server reused ``uidl`` for other content (or rewrote the message): the
+    old delivery keeps its message and gives the UIDL up, so the new one can
+    take it. Returns the old delivery's id."""
+    old = conn.execute(
+        select(_d.c.id).where(_d.c.account_id == account_id, _d.c.uidl == uidl)
+    ).scalar()
     conn.execute(
         update(_d).where(_d.c.account_id == account_id, _d.c.uidl == uidl)
         .values(state=DeliveryState.SUPERSEDED, former_uidl=uidl, uidl=None)
     )
+    return old
 
 
 def confirm_on_server(conn: Connection, account_id: int,

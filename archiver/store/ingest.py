@@ -30,8 +30,9 @@ from archiver.db import schema
 from archiver.db.batching import in_batches
 from archiver.db.schema import DeliveryKind
 from archiver.db.unit import read_only, run_transaction
-from archiver.store import deliveries
+from archiver.store import content, deliveries
 from archiver.store.content import ContentEncoder
+from archiver.store.rewrites import is_status_rewrite
 from archiver.store.spool import Spool
 
 if TYPE_CHECKING:
@@ -82,6 +83,9 @@ class Outcome(enum.StrEnum):
     ARCHIVED = "archived"  # new content stored, delivery recorded
     DUPLICATE = "duplicate"  # content was already archived; a new delivery recorded
     KNOWN = "known"  # this very delivery was already recorded; nothing changed
+    #: the server rewrote a recorded delivery's message (status headers): the new
+    #: bytes are stored and recorded as the same mail (deliveries.rewrite_of)
+    REWRITTEN = "rewritten"
 
 
 @dataclass(frozen=True)
@@ -239,6 +243,7 @@ class MessageStore:
         for spool, origin in items:
             acc = account_ids[origin.account]
             outcome = None
+            rewrite_of = None
             if origin.uidl is not None:
                 key = (acc, origin.uidl)
                 if key in known_uidls:
@@ -248,7 +253,9 @@ class MessageStore:
                         outcome = Outcome.KNOWN
                         seen_again.append((acc, origin.uidl, origin.server_size))
                     else:
-                        deliveries.supersede(conn, acc, origin.uidl)
+                        superseded = deliveries.supersede(conn, acc, origin.uidl)
+                        if old_pk is not None and _rewrite_of(conn, old_pk, spool):
+                            rewrite_of = superseded
                 if outcome is None:
                     known_uidls[key] = existing[spool.sha256]
             else:
@@ -258,12 +265,13 @@ class MessageStore:
                     outcome = Outcome.KNOWN
                 recorded.add(once_key)
             if outcome is None:
-                outcome = Outcome.ARCHIVED if spool.sha256 in fresh else Outcome.DUPLICATE
+                outcome = (Outcome.REWRITTEN if rewrite_of is not None
+                           else Outcome.ARCHIVED if spool.sha256 in fresh else Outcome.DUPLICATE)
                 fresh.discard(spool.sha256)  # a second copy in this batch is a duplicate
                 new_deliveries.append(deliveries.NewDelivery(
                     account_id=acc, kind=origin.kind, message_pk=existing[spool.sha256],
                     uidl=origin.uidl, server_size=origin.server_size,
-                    source=origin.source, folder=origin.folder))
+                    source=origin.source, folder=origin.folder, rewrite_of=rewrite_of))
             results.append(StoreResult(spool.sha256, spool.size, outcome, origin))
         deliveries.record(conn, new_deliveries, now)
         # A new delivery may bring the message under other retention rules.
@@ -352,3 +360,14 @@ def _select_map(conn: Connection, key_col: Any, value_col: Any, keys: Iterable[A
         out.update((k, v) for k, v in conn.execute(select(key_col, value_col).where(key_col.in_(batch))))
     return out
 
+
+#: Messages larger than this are not compared for a status rewrite (read whole).
+REWRITE_COMPARE_LIMIT = 32 * 1024 * 1024
+
+
+def _rewrite_of(conn: Connection, old_pk: int, spool: Spool) -> bool:
+    """Is ``spool`` the server's status rewrite of archived message ``old_pk``?"""
+    stored = content.by_pk(conn, old_pk)
+    if max(stored.size, spool.size) > REWRITE_COMPARE_LIMIT:
+        return False
+    return is_status_rewrite(content.read_bytes(conn, stored), bytes(spool.view()))

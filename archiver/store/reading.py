@@ -70,9 +70,20 @@ def _details(conn: Connection, msg: StoredMessage) -> dict[str, Any]:
 
     d = schema.deliveries
     acc = schema.accounts
+    # A server's rewrite of the same mail (deliveries.rewrite_of), both ways:
+    # the delivery this one rewrote, and the one that rewrote this one.
+    older, newer = d.alias("older"), d.alias("newer")
+    older_msg, newer_msg = schema.messages.alias("older_msg"), schema.messages.alias("newer_msg")
+    rewrite_of = (select(older_msg.c.sha256)
+                  .select_from(older.join(older_msg, older_msg.c.id == older.c.message_id))
+                  .where(older.c.id == d.c.rewrite_of).scalar_subquery())
+    rewritten_as = (select(newer_msg.c.sha256)
+                    .select_from(newer.join(newer_msg, newer_msg.c.id == newer.c.message_id))
+                    .where(newer.c.rewrite_of == d.c.id).limit(1).scalar_subquery())
     deliveries = conn.execute(
         select(acc.c.name, d.c.kind, d.c.uidl, d.c.former_uidl, d.c.source, d.c.folder,
-               d.c.first_seen_at, d.c.deleted_on_server_at)
+               d.c.first_seen_at, d.c.deleted_on_server_at,
+               rewrite_of.label("rewrite_of"), rewritten_as.label("rewritten_as"))
         .join(acc, acc.c.id == d.c.account_id)
         .where(d.c.message_id == msg.pk)
         .order_by(d.c.first_seen_at, d.c.id)
@@ -105,6 +116,10 @@ def _details(conn: Connection, msg: StoredMessage) -> dict[str, Any]:
                 "uidl": r.uidl,
                 # the UIDL this delivery had until the server reused it for other mail
                 "former_uidl": r.former_uidl,
+                # the server rewrote that message into this one (status headers), or
+                # this one into that: the same mail in other bytes
+                "rewrite_of": r.rewrite_of,
+                "rewritten_as": r.rewritten_as,
                 "source": r.source,
                 "folder": r.folder,
                 "first_seen": _iso(r.first_seen_at),

@@ -31,7 +31,7 @@ from tests.support.corpus import generate_mix, to_wire, tricky_cases
 
 DAY = timedelta(days=1)
 SECOND = timedelta(seconds=1)
-REPORT_KEYS = {"account", "status", "listed", "new", "archived", "duplicates",
+REPORT_KEYS = {"account", "status", "listed", "new", "archived", "duplicates", "rewritten",
                "deleted_on_server", "bytes", "duration_s", "error", "skipped", "warnings"}
 
 

