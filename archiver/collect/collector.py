@@ -314,12 +314,16 @@ class Collector:
                 conn, account_id, [(plan.listed[n], None) for n in plan.tombstones_held])
 
         # 4. Decide what to delete: only what is committed, as the policy says.
-        archived_at = None
+        # Due times only the fetch could tell: the same mail under a changed size,
+        # and messages under a shared UIDL.
+        archived_at = {c.msgnum: plan.archived_before[c.msgnum] for c in committed
+                       if c.msgnum in plan.archived_before
+                       and c.result.outcome in (Outcome.KNOWN, Outcome.REWRITTEN)}
         if plan.shared and not plan.delete_on_commit and account.delete_after is not None:
             by_sha = {c.result.sha256: c.msgnum for c in committed if plan.by_content(c.msgnum)}
             with read_only(self.engine) as conn:
                 first_seen = deliveries.first_seen_by_content(conn, account_id, list(by_sha))
-            archived_at = {by_sha[sha]: when for sha, when in first_seen.items()}
+            archived_at.update({by_sha[sha]: when for sha, when in first_seen.items()})
         due = policy.deletions(plan, [c.msgnum for c in committed], stopping=stop.is_set(),
                                archived_at=archived_at)
 

@@ -76,6 +76,9 @@ class PassPlan:
     #: reused): a known UIDL whose LIST size differs from what we archived, or a UIDL
     #: recorded as gone from the server that is listed again
     changed: set[int] = field(default_factory=set)
+    #: msgnum -> when the archive first recorded it, for the ``changed`` ones: if the
+    #: fetch shows the same mail (or the server's rewrite of it), it is due by that
+    archived_before: dict[int, datetime] = field(default_factory=dict)
     #: msgnums whose UIDL belongs to a purged message (tombstone) but that the listing
     #: shows changed or back from the dead: never fetched (rule 5), not deleted this pass
     tombstones_held: list[int] = field(default_factory=list)
@@ -168,6 +171,7 @@ def plan_pass(
                 plan.tombstones_held.append(msgnum)
             else:
                 plan.changed.add(msgnum)
+                plan.archived_before[msgnum] = back.archived_at
         elif info.server_size is not None and size is not None and size != info.server_size:
             # Same UIDL, other size: fetch again and let the content hash decide;
             # never delete on the old evidence. A purged message is never fetched
@@ -177,6 +181,7 @@ def plan_pass(
                 plan.tombstones_held.append(msgnum)
             else:
                 plan.changed.add(msgnum)
+                plan.archived_before[msgnum] = info.archived_at
         elif deletion_due(leave_on_server, delete_after, info.archived_at, now):
             plan.delete_known.append(msgnum)
     plan.new_count = len(new)
@@ -238,10 +243,11 @@ def deletions(plan: PassPlan, committed: Iterable[int], *, stopping: bool,
     Only messages whose delivery is committed (``committed``: msgnums whose
     batch the writer reported as committed) or that were archived before
     (``plan.delete_known``) are candidates; a pass that was asked to stop
-    deletes nothing (the next one will). A committed message under a shared
-    UIDL is due by its own archive time (``archived_at``: when its content was
-    first recorded for this account), as the policy says; in a suspected
-    migration nothing is.
+    deletes nothing (the next one will). A committed message whose due time
+    only the fetch could tell — under a shared UIDL, or a known UIDL listed
+    with another size that turned out to hold the same mail — is due by
+    ``archived_at`` (msgnum -> when the archive first recorded that mail), as
+    the policy says; in a suspected migration none is.
     """
     if stopping:
         return []
@@ -250,7 +256,7 @@ def deletions(plan: PassPlan, committed: Iterable[int], *, stopping: bool,
     if plan.delete_on_commit:
         due.update(committed)
     elif not plan.migration and plan.now is not None and archived_at:
-        due.update(n for n in committed if plan.by_content(n) and n in archived_at
+        due.update(n for n in committed if n in archived_at
                    and deletion_due(plan.leave_on_server, plan.delete_after, archived_at[n],
                                     plan.now))
     return sorted(due)

@@ -77,6 +77,9 @@ class NewDelivery:
     folder: str | None = None
     #: the superseded delivery whose message the server rewrote into this one
     rewrite_of: int | None = None
+    #: when the delivery was first seen, if before now (a rewrite: the mail arrived
+    #: with the delivery it rewrites, and delete_after counts from then)
+    first_seen_at: datetime | None = None
 
 
 # -- reads -------------------------------------------------------------------------
@@ -172,7 +175,7 @@ def record(conn: Connection, deliveries: list[NewDelivery], now: datetime) -> No
             "former_uidl": None,
             "message_id": n.message_pk,
             "server_size": n.server_size,
-            "first_seen_at": now,
+            "first_seen_at": n.first_seen_at or now,
             "deleted_on_server_at": None,
             "source": n.source[:1000] if n.source else None,
             "folder": n.folder[:255] if n.folder else None,
@@ -182,18 +185,19 @@ def record(conn: Connection, deliveries: list[NewDelivery], now: datetime) -> No
     ])
 
 
-def supersede(conn: Connection, account_id: int, uidl: str) -> int | None:
+def supersede(conn: Connection, account_id: int, uidl: str) -> tuple[int, datetime] | None:
     """The server reused ``uidl`` for other content (or rewrote the message): the
     old delivery keeps its message and gives the UIDL up, so the new one can
-    take it. Returns the old delivery's id."""
+    take it. Returns the old delivery's id and when it was first seen."""
     old = conn.execute(
-        select(_d.c.id).where(_d.c.account_id == account_id, _d.c.uidl == uidl)
-    ).scalar()
+        select(_d.c.id, _d.c.first_seen_at).where(_d.c.account_id == account_id,
+                                                  _d.c.uidl == uidl)
+    ).first()
     conn.execute(
         update(_d).where(_d.c.account_id == account_id, _d.c.uidl == uidl)
         .values(state=DeliveryState.SUPERSEDED, former_uidl=uidl, uidl=None)
     )
-    return old
+    return (old.id, old.first_seen_at) if old is not None else None
 
 
 def confirm_on_server(conn: Connection, account_id: int,

@@ -243,7 +243,7 @@ class MessageStore:
         for spool, origin in items:
             acc = account_ids[origin.account]
             outcome = None
-            rewrite_of = None
+            rewrite_of: tuple[int, datetime] | None = None
             if origin.uidl is not None:
                 key = (acc, origin.uidl)
                 if key in known_uidls:
@@ -254,7 +254,8 @@ class MessageStore:
                         seen_again.append((acc, origin.uidl, origin.server_size))
                     else:
                         superseded = deliveries.supersede(conn, acc, origin.uidl)
-                        if old_pk is not None and _rewrite_of(conn, old_pk, spool):
+                        if (superseded is not None and old_pk is not None
+                                and _rewrite_of(conn, old_pk, spool)):
                             rewrite_of = superseded
                 if outcome is None:
                     known_uidls[key] = existing[spool.sha256]
@@ -271,7 +272,9 @@ class MessageStore:
                 new_deliveries.append(deliveries.NewDelivery(
                     account_id=acc, kind=origin.kind, message_pk=existing[spool.sha256],
                     uidl=origin.uidl, server_size=origin.server_size,
-                    source=origin.source, folder=origin.folder, rewrite_of=rewrite_of))
+                    source=origin.source, folder=origin.folder,
+                    rewrite_of=rewrite_of[0] if rewrite_of else None,
+                    first_seen_at=rewrite_of[1] if rewrite_of else None))
             results.append(StoreResult(spool.sha256, spool.size, outcome, origin))
         deliveries.record(conn, new_deliveries, now)
         # A new delivery may bring the message under other retention rules.

@@ -592,31 +592,35 @@ def test_list_size_differs_from_retr_for_new_messages(store, pop3, account):
     assert sent(server, "RETR", mark) == []
 
 
-def test_changed_size_is_never_deleted_on_the_old_evidence(store, pop3, account):
-    changing, steady = mail(1), mail(2)
-    server = pop3([("u1", changing), ("u2", steady)])
+def test_changed_size_is_deleted_only_on_fresh_evidence(store, pop3, account):
+    """A known UIDL listed with another size is never deleted on the old evidence: it
+    is fetched again, and only if the content shows the same mail is it due by the
+    time that mail was first archived; other content is new mail, due later."""
+    changing, steady, reused = mail(1), mail(2), mail(3)
+    server = pop3([("u1", changing), ("u2", steady), ("u3", reused)])
     acct = account(server, delete_after="30d")
     clock = Clock()
     collector = clocked_collector(store, clock)
-    assert counts(collect(collector, acct)) == ("ok", 2, 2, 2, 0, 0)
+    assert counts(collect(collector, acct)) == ("ok", 3, 3, 3, 0, 0)
 
     clock.set(days=31)
+    server.set_list_size(1, len(changing) + 7)  # the same content, another LIST size
+    other = mail(4, "other mail the server filed under u3, with a longer body")
+    server.replace_mailbox([("u1", changing), ("u2", steady), ("u3", other)])
     server.set_list_size(1, len(changing) + 7)
     mark = len(server.log)
     report = collect(collector, acct)
-    assert counts(report) == ("ok", 2, 0, 0, 0, 1)
-    assert sent(server, "RETR", mark) == ["RETR 1"]  # fetched again, content identical
-    assert sent(server, "DELE", mark) == ["DELE 2"]  # only the unchanged one, though both are due
-    assert server.mailbox == [("u1", changing)]
-    assert len(archive(store.engine)) == 2
-    row = by_uidl(store.engine)["u1"]
-    assert row.deleted_on_server_at is None and row.server_size == len(changing) + 7
+    assert counts(report) == ("ok", 3, 0, 1, 0, 2)
+    assert sent(server, "RETR", mark) == ["RETR 1", "RETR 3"]  # fetched again
+    assert sent(server, "DELE", mark) == ["DELE 1", "DELE 2"]  # u3 holds new mail now
+    assert server.mailbox == [("u3", other)]
+    assert len(archive(store.engine)) == 4
+    assert by_uidl(store.engine)["u3"].sha256 == sha(other)
 
-    # Next pass the new size is the known one; the message is due and goes.
-    mark = len(server.log)
-    report = collect(collector, acct)
-    assert counts(report) == ("ok", 1, 0, 0, 0, 1)
-    assert sent(server, "RETR", mark) == []
+    clock.set(days=60)  # the new mail under u3 is due 30 days after it was archived (61)
+    assert counts(collect(collector, acct)) == ("ok", 1, 0, 0, 0, 0)
+    clock.set(days=61)
+    assert counts(collect(collector, acct)) == ("ok", 1, 0, 0, 0, 1)
     assert server.mailbox == []
 
 
