@@ -7,6 +7,8 @@ pass it explicitly; units of work on it are in :mod:`archiver.db.unit`.
 from __future__ import annotations
 
 import enum
+import sqlite3
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,12 +74,28 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: object) -> None:
     cursor = dbapi_connection.cursor()
     try:
         # journal_mode is persistent in the file; the others are per connection.
-        cursor.execute("PRAGMA journal_mode=WAL")
+        _sqlite_wal(cursor)
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     finally:
         cursor.close()
+
+
+def _sqlite_wal(cursor: Any) -> None:
+    """Switch the file to WAL once. Two processes opening a new file at once may
+    both try; SQLite answers the loser "database is locked" at once, without its
+    busy handler (a lock upgrade it will not wait for), so wait here instead."""
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            if cursor.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
 
 
 def current_revision(engine: Engine) -> str | None:
