@@ -71,6 +71,7 @@ def _run_json(run: Any) -> dict[str, Any]:
         "new": run.new,
         "archived": run.archived,
         "duplicates": run.duplicates,
+        "rewritten": run.rewritten,
         "deleted_on_server": run.deleted_on_server,
         "bytes": run.bytes,
         "skipped": run.skipped,

@@ -24,7 +24,6 @@ hashes deduplicate.
 from __future__ import annotations
 
 import enum
-import functools
 import logging
 import os
 import socket
@@ -297,6 +296,10 @@ class Collector:
                 now=now, returned={u: _known(s) for u, s in returned.items()},
             )
             report.listed = len(uidls)
+        if plan.retire:  # first: see PassPlan.retire
+            with unit_of_work(self.engine) as conn:
+                for uidl in plan.retire:
+                    deliveries.supersede(conn, account_id, uidl)
         report.new, report.deferred = plan.new_count, plan.deferred
         skipped, warnings = policy.plan_warnings(plan, sizes, account.max_message_size)
         for reason, count in skipped.items():
@@ -390,8 +393,7 @@ class Collector:
                 report.bytes += spool.size
                 progress.fetched(account.name, spool.size)
                 listed = sizes.get(res.msgnum)
-                if not policy.retr_size_plausible(listed, spool.size,
-                                                  functools.partial(_line_ends, spool)):
+                if not policy.retr_size_plausible(listed, spool.size):
                     spool.close()
                     report.skip("size_mismatch")
                     report.warnings.append(
@@ -489,6 +491,7 @@ class Collector:
                     update(r).where(r.c.id == run_id).values(
                         finished_at=self.clock(), status=report.status, listed=report.listed,
                         new=report.new, archived=report.archived, duplicates=report.duplicates,
+                        rewritten=report.rewritten,
                         deleted_on_server=report.deleted_on_server, bytes=report.bytes,
                         skipped=report.skipped,
                         warnings="\n".join(report.warnings) or None,
@@ -502,10 +505,6 @@ class Collector:
 def _known(s: deliveries.Sighting) -> policy.KnownDelivery:
     # A delivery is archived when it is first seen: that is when its clock starts.
     return policy.KnownDelivery(s.server_size, s.first_seen_at, s.tombstone)
-
-
-def _line_ends(spool: Spool) -> int:
-    return sum(block.count(b"\n") for block in spool.iter_blocks(1024 * 1024))
 
 
 def _describe(plan: policy.PassPlan, msgnum: int) -> str:

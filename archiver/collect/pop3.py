@@ -407,8 +407,9 @@ class POP3Client:
             hint = ""
             if self.tls == "implicit" and (exc.reason or "") in _NOT_TLS_REASONS:
                 hint = (': the server answered in clear text, so this port speaks plain '
-                        'POP3; set tls = "starttls" for it (STLS on this port), or keep '
-                        'tls = "implicit" and use the server\'s POP3S port (usually 995)')
+                        'POP3; set tls = "starttls" for it (STLS on this port; tls = "none" '
+                        "if the server has no TLS at all), or keep tls = \"implicit\" and "
+                        "use the server's POP3S port (usually 995)")
             raise TLSError(
                 f"{self.where}: TLS handshake failed: {exc.reason or exc}{hint}") from exc
         except TimeoutError as exc:
@@ -535,7 +536,19 @@ class POP3Client:
             if fallback is None:
                 raise refusal
             log.info("%s: APOP refused (%s); trying %s", self.where, refusal, fallback.upper())
-            mechanism = fallback
+            try:
+                self._login_with(fallback, username, secret)
+            except AuthError as exc:  # say what was tried, both times
+                raise AuthError(f"{exc}; APOP had been refused before: {refusal}") from exc
+            except NetworkError as exc:  # some servers hang up after a failed login
+                raise AuthError(f"{refusal}; then, trying {fallback.upper()}: {exc}") from exc
+            self._logged_in = True
+            return fallback
+        self._login_with(mechanism, username, secret)
+        self._logged_in = True
+        return mechanism
+
+    def _login_with(self, mechanism: str, username: str, secret: str) -> None:
         if mechanism == "user":
             self._login_user(username, secret)
         elif mechanism == "apop":
@@ -546,8 +559,6 @@ class POP3Client:
         else:
             response = f"user={username}\x01auth=Bearer {secret}\x01\x01".encode()
             self._sasl("XOAUTH2", response)
-        self._logged_in = True
-        return mechanism
 
     def _offers(self) -> dict[str, bool]:
         sasl = self.capabilities.get("SASL", [])
@@ -601,8 +612,9 @@ class POP3Client:
 
     def _login_apop(self, username: str, secret: str, *,
                     may_fall_back: bool = False) -> CollectError | None:
-        """APOP. Raises on refusal, except that with ``may_fall_back`` a plain
-        ``-ERR`` (no response code, no busy wording) is returned instead."""
+        """APOP. Raises on refusal, except that with ``may_fall_back`` a refusal
+        about the credentials (``-ERR`` with no response code or ``[AUTH]``, and
+        no busy wording) is returned instead, the session still usable."""
         if self._apop_timestamp is None:  # pragma: no cover - guarded by _choose_mechanism
             raise AuthError(f"{self.where}: the greeting has no APOP timestamp")
         digest = hashlib.md5(self._apop_timestamp + secret.encode()).hexdigest()

@@ -48,6 +48,7 @@ from sqlalchemy import (
     String,
     Table,
     UniqueConstraint,
+    text,
     true,
 )
 
@@ -263,6 +264,9 @@ collection_runs = Table(
     _count("new"),
     _count("archived"),
     _count("duplicates"),
+    # Known deliveries the server rewrote (0003). A server default, because code
+    # of revision 0002 may still write runs without it.
+    Column("rewritten", BigInteger(), nullable=False, default=0, server_default=text("0")),
     _count("deleted_on_server"),
     _count("bytes"),
     # Messages left on the server by this pass because of a problem (too

@@ -1,5 +1,5 @@
 """deliveries.rewrite_of: a delivery whose content is the server's rewrite of an
-earlier delivery's message under the same UIDL.
+earlier delivery's message under the same UIDL; collection_runs.rewritten counts them.
 
 Some servers change stored mail on their own: GNU Mailutils with an mbox adds
 ``Status:``, ``X-UID`` and ``X-IMAPbase`` headers at the end of the first
@@ -8,9 +8,10 @@ are kept exactly (DESIGN.md rules 2 and 3: different bytes are different
 content); the later delivery points with ``rewrite_of`` at the superseded one
 it replaces, so counts, reports and ``show`` can tell a rewrite from new mail.
 
-No data to carry: NULL for every existing row. Code of revision 0002 may
-still run against this schema (it never sets the column), so schema_compat
-keeps ``min_code_revision`` at 0002.
+No data to carry: NULL (rewrite_of) and 0 (rewritten) for every existing row.
+Code of revision 0002 may still run against this schema (it never sets the
+columns; ``rewritten`` has a server default for it), so schema_compat keeps
+``min_code_revision`` at 0002.
 
 Revision ID: 0003
 Revises: 0002
@@ -37,9 +38,14 @@ def upgrade() -> None:
         op.add_column("deliveries", sa.Column("rewrite_of", BigID, nullable=True))
     if INDEX not in {i["name"] for i in sa.inspect(op.get_bind()).get_indexes("deliveries")}:
         op.create_index(INDEX, "deliveries", ["rewrite_of"])
+    if "rewritten" not in {c["name"] for c in inspector.get_columns("collection_runs")}:
+        op.add_column("collection_runs", sa.Column("rewritten", sa.BigInteger(), nullable=False,
+                                                   server_default=sa.text("0")))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("collection_runs") as batch:
+        batch.drop_column("rewritten")
     op.drop_index(INDEX, table_name="deliveries")
     with op.batch_alter_table("deliveries") as batch:
         batch.drop_column("rewrite_of")

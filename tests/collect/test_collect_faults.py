@@ -415,7 +415,7 @@ def test_distinct_messages_sharing_a_uidl_are_all_archived_in_one_pass(
     assert counts(report) == ("ok", 4, 4, 4, 0, 0 if leave_on_server else 4)
     [warning] = [w for w in report.warnings if "share" in w]
     assert "3 messages share 1 UIDL(s)" in warning and "'dup'" in warning
-    assert sent(server, "RETR") == ["RETR 1", "RETR 2", "RETR 3", "RETR 4"]
+    assert sent(server, "RETR") == ["RETR 3", "RETR 1", "RETR 2", "RETR 4"]  # shared last
     assert archive(store.engine) == {sha(first), sha(second), sha(third), sha(other)}
     assert set(by_uidl(store.engine)) == {"other"}  # the shared ones are known by content
     if not leave_on_server:
@@ -430,6 +430,31 @@ def test_distinct_messages_sharing_a_uidl_are_all_archived_in_one_pass(
     assert sent(server, "RETR", mark) == ["RETR 1", "RETR 2", "RETR 4", "RETR 5"]
     assert sha(mail(5)) in archive(store.engine)
     assert len(deliveries(store.engine)) == 5
+
+
+def test_a_uidl_shared_then_unique_again_is_never_trusted_with_its_old_meaning(
+        store, pop3, account):
+    """A archived under "dup"; B (same size) joins "dup" but cannot be fetched; A is
+    removed elsewhere. "dup" alone again must not be taken for A and deleted: the
+    delivery gave the UIDL up when it became shared, so B is fetched first."""
+    a, b = mail(1, "content A"), mail(1, "content B")
+    assert len(a) == len(b)
+    server = pop3([("dup", a)])
+    acct = account(server, delete_after="30d")
+    clock = Clock()
+    collector = clocked_collector(store, clock)
+    collect(collector, acct)
+    clock.set(days=1)
+    server.add_message(b, uidl="dup")
+    server.fail_retr(2, "-ERR Message temporarily unavailable.")
+    assert collect(collector, acct).skipped_by["retr_error"] == 1
+    assert "dup" not in by_uidl(store.engine)  # given up
+    server.clear_faults()
+    server.replace_mailbox([("dup", b)])  # another client deletes A
+    clock.set(days=31)
+    report = collect(collector, acct)
+    assert report.deleted_on_server == 0 and server.mailbox == [("dup", b)]
+    assert sha(b) in archive(store.engine)
 
 
 def test_shared_uidls_follow_delete_after_by_their_own_archive_time(store, pop3, account):
@@ -528,13 +553,13 @@ def test_a_retr_far_from_the_list_size_is_neither_archived_nor_deleted(
     ~740 octets larger than LIST says; whatever the cause, bytes far from LIST's size
     may not be the stored mail: keep it on the server, warn, count it, exit 1."""
     body = "x" * 2000
-    msgs = [("u1", mail(1)), ("u2", mail(2, body)), ("u3", mail(3))]
+    msgs = [("u1", mail(1)), ("u2", mail(2, body)), ("u3", mail(3, body))]
     server = pop3(msgs)
 
     def lie_about(first: int) -> None:  # LIST sizes of u2 and u3, at msgnums first, first + 1
         server.clear_faults()
-        server.set_list_size(first, len(msgs[1][1]) + 129 + msgs[1][1].count(b"\n"))  # too big
-        server.set_list_size(first + 1, len(msgs[2][1]) - 129 - msgs[2][1].count(b"\n"))
+        server.set_list_size(first, len(msgs[1][1]) + 257)  # RETR far short of LIST
+        server.set_list_size(first + 1, len(msgs[2][1]) - 257)  # RETR far beyond it
 
     lie_about(2)
     acct = account(server, leave_on_server=leave_on_server)
@@ -557,9 +582,9 @@ def test_a_retr_far_from_the_list_size_is_neither_archived_nor_deleted(
 def test_list_size_differs_from_retr_for_new_messages(store, pop3, account):
     """Within policy.SIZE_SLACK (what real servers' LIST sizes stray by) a message is
     archived as received; the test below goes beyond it."""
-    msgs = [(f"u{i}", mail(i)) for i in range(1, 4)]
+    msgs = [(f"u{i}", mail(i, "y" * 400)) for i in range(1, 4)]
     server = pop3(msgs)
-    more, less = len(msgs[1][1]) + 128, len(msgs[2][1]) - 128
+    more, less = len(msgs[1][1]) + 256, len(msgs[2][1]) - 256
     server.set_list_size(2, more).set_list_size(3, less)
     acct = account(server)
     collector = Collector(store)

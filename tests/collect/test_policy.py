@@ -233,7 +233,7 @@ def test_a_uidl_listed_twice_is_shared_and_every_copy_fetched():
     p = plan(["a", "a", "b", "a"])
     assert p.listed == {3: "b"}
     assert p.shared == {"a": [1, 2, 4]}
-    assert p.fetch == [1, 2, 3, 4]
+    assert p.fetch == [3, 1, 2, 4]  # new mail first, the shared ones last
     assert p.new_count == 1  # "b"; what is new under "a" only the content tells
     assert p.by_content(1) and not p.by_content(3) and p.uidl_of(1) is None
 
@@ -241,9 +241,15 @@ def test_a_uidl_listed_twice_is_shared_and_every_copy_fetched():
 def test_a_known_uidl_that_becomes_shared_is_neither_deleted_nor_vanished():
     p = plan(["a", "a"], known={"a": known_at()}, leave_on_server=False)
     assert p.delete_known == [] and p.vanished == []
+    assert p.retire == ["a"]  # its delivery gives the UIDL up
     assert p.fetch == [1, 2]
     assert deletions(p, [1, 2], stopping=False) == [1, 2]  # delete at once, once committed
     assert deletions(p, [2], stopping=False) == [2]
+
+
+def test_shared_uidls_never_use_up_the_budget_new_mail_needs():
+    p = plan(["s", "s", "s", "n1", "n2"], max_messages=3)
+    assert p.fetch == [4, 5, 1] and p.deferred == 2
 
 
 def test_shared_uidls_are_due_by_their_own_archive_time():

@@ -484,6 +484,17 @@ def test_auto_falls_back_from_apop_refused_for_the_credentials(serve, refusal):
     pop.close()
 
 
+def test_when_the_fallback_fails_too_the_error_names_both(serve):
+    server = serve([(None, b"x\r\n")], users={"user": "other"},
+                   capabilities=["UIDL", "USER", "AUTH-RESP-CODE"], apop_timestamp=APOP_TS)
+    pop = client(server)
+    pop.connect()
+    with pytest.raises(AuthError, match=r"login \(USER/PASS\) failed.*APOP had been refused "
+                                        r"before: .*login \(APOP\) failed"):
+        pop.login("user", "pass")
+    pop.close()
+
+
 @pytest.mark.parametrize("refusal", ["-ERR [SYS/PERM] account disabled",
                                      "-ERR [IN-USE] mailbox locked",
                                      "-ERR mailbox is locked, try again later"])

@@ -303,6 +303,26 @@ def test_courier_sends_utf8_headers_as_stored_once_asked(server, engine, db_url,
     assert raw == utf8.replace(b"\n", b"\r\n")
 
 
+@on("courier")
+@pytest.mark.parametrize("lines", [10, 3000])
+def test_courier_stand_in_is_never_archived_nor_deleted(server, engine, db_url, tmp_path,
+                                                        monkeypatch, lines):
+    """Were UTF8 not sent (an older archiver, or a server that lists UTF8 only after
+    login), Courier's stand-in for mail with raw UTF-8 headers is ~740 octets larger
+    than LIST says, however long the mail: the size check keeps it on the server."""
+    user = User(server)
+    body = b"".join(b"line %05d\n" % i for i in range(lines))
+    utf8 = ("From: J\u00f6rg <j@example.org>\nSubject: Gr\u00fc\u00dfe\n\n").encode() + body
+    user.deliver([utf8])
+    monkeypatch.setattr(POP3Client, "_utf8", lambda self: None)
+    account = make_config(tmp_path, db_url, user.account(leave_on_server=False)).accounts[0]
+    with Collector(MessageStore(engine)) as collector:
+        report = collector.collect(account)
+    assert report.skipped_by["size_mismatch"] == 1 and report.message_failures == 1
+    assert report.archived == 0 and report.deleted_on_server == 0
+    assert archive(engine) == {} and user.on_server() == 1
+
+
 @on(*MAILUTILS)
 def test_mailutils_login_on_clear_text_despite_its_apop_timestamp(server):
     """Mailutils greets with an APOP timestamp but has no APOP secrets."""
