@@ -38,6 +38,7 @@ from archiver.db.schema import DeliveryKind, DeliveryState
 __all__ = [
     "NewDelivery",
     "Sighting",
+    "adopt_uidl",
     "confirm_on_server",
     "first_seen_by_content",
     "gone_from_server",
@@ -183,6 +184,25 @@ def record(conn: Connection, deliveries: list[NewDelivery], now: datetime) -> No
         }
         for n in deliveries
     ])
+
+
+def adopt_uidl(conn: Connection, account_id: int, message_pk: int, uidl: str,
+               server_size: int | None) -> bool:
+    """A message this account has a delivery of known only by content (a server
+    without UIDL, or a UIDL shared by several messages) is now listed under a
+    UIDL of its own: that delivery takes the UIDL, keeping when it was first
+    seen (delete_after counts from then). False if there is no such delivery."""
+    row = conn.execute(
+        select(func.min(_d.c.id)).where(
+            _d.c.account_id == account_id, _d.c.kind == DeliveryKind.POP3,
+            _d.c.message_id == message_pk, _d.c.uidl.is_(None), _d.c.former_uidl.is_(None),
+            _d.c.state == DeliveryState.ARCHIVED)
+    ).scalar()
+    if row is None:
+        return False
+    conn.execute(update(_d).where(_d.c.id == row).values(
+        uidl=uidl, server_size=server_size, deleted_on_server_at=None))
+    return True
 
 
 def supersede(conn: Connection, account_id: int, uidl: str) -> tuple[int, datetime] | None:

@@ -257,6 +257,10 @@ class MessageStore:
                         if (superseded is not None and old_pk is not None
                                 and _rewrite_of(conn, old_pk, spool)):
                             rewrite_of = superseded
+                elif spool.sha256 not in fresh and deliveries.adopt_uidl(
+                        conn, acc, existing[spool.sha256], origin.uidl, origin.server_size):
+                    outcome = Outcome.KNOWN  # known by content before, now by its UIDL
+                    known_uidls[key] = existing[spool.sha256]
                 if outcome is None:
                     known_uidls[key] = existing[spool.sha256]
             else:

@@ -457,6 +457,28 @@ def test_a_uidl_shared_then_unique_again_is_never_trusted_with_its_old_meaning(
     assert sha(b) in archive(store.engine)
 
 
+def test_a_message_known_by_content_takes_its_uidl_when_alone_again(store, pop3, account):
+    """Two messages under "dup" are known by content; once one is gone, the other is
+    alone under "dup": its delivery takes the UIDL, keeps its archive time (so
+    delete_after counts from then) and nothing is counted as new content."""
+    first, second = mail(1), mail(2)
+    server = pop3([("dup", first), ("dup", second)])
+    acct = account(server, delete_after="3d")
+    clock = Clock()
+    collector = clocked_collector(store, clock)
+    assert counts(collect(collector, acct)) == ("ok", 2, 2, 2, 0, 0)
+    server.replace_mailbox([("dup", second)])  # another client deletes the first
+    clock.set(days=1)
+    report = collect(collector, acct)
+    assert (report.archived, report.duplicates, report.deleted_on_server) == (0, 0, 0)
+    row = by_uidl(store.engine)["dup"]
+    assert row.sha256 == sha(second)
+    assert len(deliveries(store.engine)) == 2  # the delivery took the UIDL: no new row
+    clock.set(days=3)  # due 3 days after it was archived, not after it took the UIDL
+    assert collect(collector, acct).deleted_on_server == 1
+    assert server.mailbox == []
+
+
 def test_shared_uidls_follow_delete_after_by_their_own_archive_time(store, pop3, account):
     server = pop3([("dup", mail(1)), ("dup", mail(2))])
     acct = account(server, delete_after="3d")
