@@ -28,7 +28,7 @@ SURFACE = {
         'MessageStore', 'Origin', 'Outcome', 'StoreResult', 'utcnow'
     },
     "archiver.store.deliveries": {
-        'NewDelivery', 'Sighting', 'adopt_uidl', 'confirm_on_server', 'gone_from_server', 'mark_gone',
+        'NewDelivery', 'Sighting', 'adopt_uidl', 'confirm_on_server', 'known_by_content_from_now', 'gone_from_server', 'mark_gone',
         'first_seen_by_content', 'mark_gone_by_content', 'on_server', 'record', 'recorded_uidls',
         'recorded_without_uidl', 'supersede', 'tombstone'
     },

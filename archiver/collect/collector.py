@@ -298,8 +298,7 @@ class Collector:
             report.listed = len(uidls)
         if plan.retire:  # first: see PassPlan.retire
             with unit_of_work(self.engine) as conn:
-                for uidl in plan.retire:
-                    deliveries.supersede(conn, account_id, uidl)
+                deliveries.known_by_content_from_now(conn, account_id, plan.retire)
         report.new, report.deferred = plan.new_count, plan.deferred
         skipped, warnings = policy.plan_warnings(plan, sizes, account.max_message_size)
         for reason, count in skipped.items():
@@ -314,7 +313,8 @@ class Collector:
         with unit_of_work(self.engine) as conn:
             deliveries.mark_gone(conn, account_id, plan.vanished, now)
             deliveries.confirm_on_server(
-                conn, account_id, [(plan.listed[n], None) for n in plan.tombstones_held])
+                conn, account_id,
+                [(u, None) for u in dict.fromkeys(plan.held_uidl(n) for n in plan.tombstones_held)])
 
         # 4. Decide what to delete: only what is committed, as the policy says.
         # Due times only the fetch could tell: the same mail under a changed size,

@@ -93,10 +93,12 @@ class PassPlan:
     #: each pass and recognised by its content hash, like on a server without UIDL
     shared: dict[str, list[int]] = field(default_factory=dict)
     #: shared UIDLs the archive had recorded for one message: that delivery must give
-    #: the UIDL up before anything else happens, or once the UIDL is unique again it
-    #: would be taken to mean that message (and be deleted as it) while it may hold
-    #: one of the others
+    #: the UIDL up (and be known by its content) before anything else happens, or
+    #: once the UIDL is unique again it would be taken to mean that message (and be
+    #: deleted as it) while it may hold one of the others
     retire: list[str] = field(default_factory=list)
+    #: msgnum -> UIDL of the tombstones_held that came from a shared UIDL
+    listed_held: dict[int, str] = field(default_factory=dict)
     too_large: list[int] = field(default_factory=list)
     #: msgnums left for a later pass by max_messages_per_pass / max_bytes_per_pass
     deferred: int = 0
@@ -116,6 +118,10 @@ class PassPlan:
     def by_content(self, msgnum: int) -> bool:
         """Is this message recognised by content hash, not by its UIDL?"""
         return self.without_uidl or msgnum not in self.listed
+
+    def held_uidl(self, msgnum: int) -> str:
+        """The UIDL of one of ``tombstones_held``."""
+        return self.listed.get(msgnum) or self.listed_held[msgnum]
 
     def uidl_of(self, msgnum: int) -> str | None:
         """The UIDL that identifies the message, or None if it is known by content."""
@@ -191,6 +197,13 @@ def plan_pass(
             plan.delete_known.append(msgnum)
     plan.new_count = len(new)
     plan.vanished = [u for u in known if u not in seen]
+    # A shared UIDL of a purged message: one of its messages may be that one, and
+    # without its content nothing tells which, so none is fetched (rule 5) or
+    # deleted; the pass reports them as purged.
+    for uidl in [u for u in plan.shared if u in known and known[u].tombstone]:
+        held = plan.shared.pop(uidl)
+        plan.tombstones_held.extend(held)
+        plan.listed_held.update(dict.fromkeys(held, uidl))
     plan.retire = [u for u in plan.shared if u in known]
 
     if (len(known) >= MIGRATION_MIN_KNOWN
@@ -334,7 +347,7 @@ def plan_warnings(plan: PassPlan, sizes: Mapping[int, int], max_message_size: in
             f"{len(plan.tombstones_held)} UIDL(s) of purged messages are listed with another "
             "size or again after being gone; they are neither fetched again (a purged message "
             "is never re-archived) nor deleted: "
-            + ", ".join(repr(plan.listed[n]) for n in plan.tombstones_held[:5]))
+            + ", ".join(dict.fromkeys(repr(plan.held_uidl(n)) for n in plan.tombstones_held[:5])))
     if plan.migration:
         warnings.append(
             f"most known UIDLs vanished ({len(plan.vanished)}) and {plan.new_count} unknown "

@@ -540,8 +540,6 @@ class POP3Client:
                 self._login_with(fallback, username, secret)
             except AuthError as exc:  # say what was tried, both times
                 raise AuthError(f"{exc}; APOP had been refused before: {refusal}") from exc
-            except NetworkError as exc:  # some servers hang up after a failed login
-                raise AuthError(f"{refusal}; then, trying {fallback.upper()}: {exc}") from exc
             self._logged_in = True
             return fallback
         self._login_with(mechanism, username, secret)

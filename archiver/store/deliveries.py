@@ -39,6 +39,7 @@ __all__ = [
     "NewDelivery",
     "Sighting",
     "adopt_uidl",
+    "known_by_content_from_now",
     "confirm_on_server",
     "first_seen_by_content",
     "gone_from_server",
@@ -186,6 +187,19 @@ def record(conn: Connection, deliveries: list[NewDelivery], now: datetime) -> No
     ])
 
 
+def known_by_content_from_now(conn: Connection, account_id: int, uidls: list[str]) -> None:
+    """These UIDLs are each listed for several messages now: their deliveries give
+    them up and are known by content hash from now on (first seen, deletion state
+    and message kept), like the deliveries of the other messages under them.
+    Tombstones never come here (their UIDL is what keeps a purged message out)."""
+    for part in in_batches(uidls):
+        conn.execute(
+            update(_d).where(_d.c.account_id == account_id, _d.c.uidl.in_(part),
+                             _d.c.state == DeliveryState.ARCHIVED)
+            .values(uidl=None)
+        )
+
+
 def adopt_uidl(conn: Connection, account_id: int, message_pk: int, uidl: str,
                server_size: int | None) -> bool:
     """A message this account has a delivery of known only by content (a server
@@ -196,12 +210,11 @@ def adopt_uidl(conn: Connection, account_id: int, message_pk: int, uidl: str,
         select(func.min(_d.c.id)).where(
             _d.c.account_id == account_id, _d.c.kind == DeliveryKind.POP3,
             _d.c.message_id == message_pk, _d.c.uidl.is_(None), _d.c.former_uidl.is_(None),
-            _d.c.state == DeliveryState.ARCHIVED)
+            _d.c.state == DeliveryState.ARCHIVED, _d.c.deleted_on_server_at.is_(None))
     ).scalar()
     if row is None:
         return False
-    conn.execute(update(_d).where(_d.c.id == row).values(
-        uidl=uidl, server_size=server_size, deleted_on_server_at=None))
+    conn.execute(update(_d).where(_d.c.id == row).values(uidl=uidl, server_size=server_size))
     return True
 
 

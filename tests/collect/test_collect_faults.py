@@ -479,6 +479,23 @@ def test_a_message_known_by_content_takes_its_uidl_when_alone_again(store, pop3,
     assert server.mailbox == []
 
 
+def test_a_delivery_whose_uidl_becomes_shared_keeps_its_archive_time(store, pop3, account):
+    a, b = mail(1), mail(2)
+    server = pop3([("dup", a)])
+    acct = account(server, delete_after="3d")
+    clock = Clock()
+    collector = clocked_collector(store, clock)
+    collect(collector, acct)
+    clock.set(days=1)
+    server.add_message(b, uidl="dup")  # B joins: "dup" is shared now
+    report = collect(collector, acct)
+    assert (report.archived, report.duplicates, report.deleted_on_server) == (1, 0, 0)
+    assert len(deliveries(store.engine)) == 2 and not by_uidl(store.engine)
+    clock.set(days=3)  # A is due by its own archive time (T0), B not yet
+    report = collect(collector, acct)
+    assert report.deleted_on_server == 1 and server.mailbox == [("dup", b)]
+
+
 def test_shared_uidls_follow_delete_after_by_their_own_archive_time(store, pop3, account):
     server = pop3([("dup", mail(1)), ("dup", mail(2))])
     acct = account(server, delete_after="3d")
@@ -1038,6 +1055,26 @@ def _purge(engine, uidl: str) -> str:
             conn.execute(delete(table).where(table.c.message_id == msg_id))
         conn.execute(delete(m).where(m.c.id == msg_id))
     return digest
+
+
+
+def test_a_purged_messages_uidl_that_becomes_shared_is_held_not_fetched(store, pop3, account):
+    """P archived under "dup" and purged; new mail joins "dup" (popa3d hashes a few
+    headers). Nothing tells which message is P, so none is fetched (rule 5) nor
+    deleted, the pass goes on and reports them as purged."""
+    p_raw, other = mail(1), mail(2)
+    server = pop3([("dup", p_raw), ("u2", other)])
+    acct = account(server, leave_on_server=False)
+    server.fail_quit(times=1)  # keep both on the server
+    collect(Collector(store), acct)
+    _purge(store.engine, "dup")
+    server.replace_mailbox([("dup", p_raw), ("dup", mail(3)), ("u2", other)])
+    mark = len(server.log)
+    report = collect(Collector(store), acct)
+    assert report.status == "ok" and report.skipped_by["purged"] == 2
+    assert sent(server, "RETR", mark) == []
+    assert sent(server, "DELE", mark) == ["DELE 3"]  # only u2, archived before
+    assert sha(p_raw) not in archive(store.engine)
 
 
 def test_tombstoned_uidl_is_never_fetched_again(store, pop3, account):

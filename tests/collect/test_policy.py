@@ -247,6 +247,12 @@ def test_a_known_uidl_that_becomes_shared_is_neither_deleted_nor_vanished():
     assert deletions(p, [2], stopping=False) == [2]
 
 
+def test_a_shared_uidl_of_a_purged_message_is_held():
+    p = plan(["a", "a", "b"], known={"a": known_at(tombstone=True)}, leave_on_server=False)
+    assert p.shared == {} and p.tombstones_held == [1, 2] and p.retire == []
+    assert p.fetch == [3]
+
+
 def test_shared_uidls_never_use_up_the_budget_new_mail_needs():
     p = plan(["s", "s", "s", "n1", "n2"], max_messages=3)
     assert p.fetch == [4, 5, 1] and p.deferred == 2
