@@ -299,3 +299,32 @@ def test_init_refuses_a_foreign_database_and_an_unwritable_config_path(tmp_path,
     r = run_cli("init", config=tmp_path / "a-file" / "config.toml")  # its folder is a file
     assert r.exit_code == 2 and "cannot write the sample config" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_show_numbers_attachments_and_part_writes_one_decoded(tmp_path, db_url):
+    from tests.store.test_reading import MULTIPART, PDF
+
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(f'[archive]\ndatabase = "{db_url}"\n')
+    eml = tmp_path / "parts.eml"
+    eml.write_bytes(MULTIPART)
+    assert run_cli("import", str(eml), config=cfg).exit_code == 0
+    sha = hashlib.sha256(MULTIPART).hexdigest()
+    shown = run_cli("show", sha[:12], config=cfg)
+    assert shown.exit_code == 0, shown.stderr
+    assert "1. report.pdf (application/pdf" in shown.stdout
+    assert "3. forwarded.eml (message/rfc822" in shown.stdout
+    part = run_cli("show", sha[:12], "--part", "1", config=cfg)
+    assert part.exit_code == 0 and part.stdout_bytes == PDF
+    engine = create_archive_engine(db_url)
+    with engine.connect() as conn:
+        actions = conn.execute(text("SELECT action FROM audit_log ORDER BY id")).scalars().all()
+    engine.dispose()
+    assert actions[-2:] == ["message.view", "message.part"]
+    for args, why in ((["--part", "9"], "has no attachment 9: it has 3"),
+                      (["--part", "1", "--json"], "--part and --json cannot be combined"),
+                      (["--part", "1", "--raw"], "--raw and --part cannot be combined"),
+                      (["--part", "0"], "0")):
+        r = run_cli("show", sha, *args, config=cfg)
+        assert r.exit_code == 2 and why in r.stderr, (args, r.stderr)
+        assert PDF[:64] not in r.stdout_bytes  # nothing of the part left

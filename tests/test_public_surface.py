@@ -33,7 +33,7 @@ SURFACE = {
         'recorded_without_uidl', 'supersede', 'tombstone'
     },
     "archiver.store.reading": {
-        'message_view', 'raw_message'
+        'Part', 'message_part', 'message_view', 'raw_message'
     },
     "archiver.store.rewrites": {'STATUS_FIELDS', 'is_status_rewrite'},
     "archiver.store.content": {

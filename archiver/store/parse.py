@@ -64,7 +64,12 @@ _header_parser = BytesParser(policy=_RawValues())
 class AttachmentInfo:
     filename: str | None
     content_type: str
+    #: decoded size in bytes
     size: int
+    #: where its encoded body lies in the raw message, and how it is encoded
+    #: (for extracting it: attachment_payload); not stored
+    span: tuple[int, int] = field(default=(0, 0), compare=False, repr=False)
+    transfer_encoding: str = field(default="7bit", compare=False, repr=False)
 
 
 @dataclass
@@ -695,7 +700,8 @@ class _Walker:
             filename = (subject or "message") + ".eml"
         size = _decoded_size(self.raw, start, end, part.cte)
         self.result.attachments.append(
-            AttachmentInfo(filename[:500] if filename else None, part.ctype[:255], size)
+            AttachmentInfo(filename[:500] if filename else None, part.ctype[:255], size,
+                           span=(start, end), transfer_encoding=part.cte)
         )
 
     def _text(self, part: _Part, start: int, end: int) -> None:
@@ -714,6 +720,19 @@ class _Walker:
     def _leaf_text_fallback(self, start: int, end: int) -> None:
         limit = min(end, start + MAX_TEXT_PART_BYTES)
         self.texts.append(_clean_text(_decode_bytes(bytes(self.raw[start:limit]), None)).strip())
+
+
+def attachment_payload(raw: Raw, number: int) -> tuple[AttachmentInfo, bytes]:
+    """Attachment ``number`` (1-based, in the order ``parse_message`` lists them)
+    of ``raw``, and its bytes with the transfer encoding undone (an attached
+    message: the message itself). Raises IndexError if there is no such part."""
+    attachments = parse_message(raw).attachments
+    if not 1 <= number <= len(attachments):
+        raise IndexError(number)
+    info = attachments[number - 1]
+    start, end = info.span
+    return info, _decode_transfer(bytes(raw[start:end]), info.transfer_encoding,
+                                  ParsedMessage())
 
 
 def _decode_transfer(data: bytes, cte: str, result: ParsedMessage) -> bytes:
@@ -823,6 +842,7 @@ __all__ = [
     "MAX_TEXT_CHARS",
     "MAX_TEXT_PART_BYTES",
     "ParsedMessage",
+    "attachment_payload",
     "decode_header_value",
     "from_line_length",
     "html_to_text",

@@ -13,17 +13,19 @@ them audits or reads content by itself.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, func, select
 
 from archiver import audit
 from archiver.db import schema
+from archiver.errors import UsageError
 from archiver.store import content
 from archiver.store.content import StoredMessage
 from archiver.store.spool import Spool
 
-__all__ = ["message_view", "raw_message"]
+__all__ = ["Part", "message_part", "message_view", "raw_message"]
 
 
 def message_view(conn: Connection, ident: str, *, actor: str, client: str | None) -> dict[str, Any]:
@@ -53,6 +55,45 @@ def raw_message(conn: Connection, ident: str, *, actor: str, client: str | None)
         spool.close()
         raise
     return spool
+
+
+@dataclass(frozen=True)
+class Part:
+    """One attachment of a message, decoded."""
+
+    number: int
+    filename: str | None
+    content_type: str
+    data: bytes
+
+
+def message_part(conn: Connection, ident: str, number: int, *, actor: str,
+                 client: str | None) -> Part:
+    """Attachment ``number`` (as ``show`` numbers them, from 1) of one message,
+    its transfer encoding undone, audited as ``message.part``.
+
+    The stored bytes are verified against the id first (CorruptContent, nothing
+    audited, otherwise). Raises UsageError for a number the message does not
+    have. The part is held in memory (attachments are bounded by the
+    collector's max_message_size).
+    """
+    from archiver.store.parse import attachment_payload  # the email package: only when needed
+
+    msg = content.resolve(conn, ident)
+    with content.read_verified(conn, msg) as spool:
+        try:
+            info, data = attachment_payload(spool.view(), number)
+        except IndexError:
+            count = conn.execute(select(func.count()).select_from(schema.attachments).where(
+                schema.attachments.c.message_id == msg.pk)).scalar_one()
+            raise UsageError(
+                f"message {msg.sha256[:16]} has no attachment {number}: "
+                + (f"it has {count}, numbered 1 to {count} (see `archiver show`)" if count
+                   else "it has none")) from None
+    audit.append(conn, "message.part", actor=actor, target=msg.sha256, client=client,
+                 details={"part": number, "filename": info.filename,
+                          "content_type": info.content_type, "size": len(data)})
+    return Part(number, info.filename, info.content_type, data)
 
 
 def _details(conn: Connection, msg: StoredMessage) -> dict[str, Any]:
@@ -128,8 +169,8 @@ def _details(conn: Connection, msg: StoredMessage) -> dict[str, Any]:
             for r in deliveries
         ],
         "attachments": [
-            {"filename": r.filename, "content_type": r.content_type, "size": r.size}
-            for r in attachments
+            {"part": n, "filename": r.filename, "content_type": r.content_type, "size": r.size}
+            for n, r in enumerate(attachments, 1)
         ],
         "parse_defects": row.parse_defects,
         "text": text,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import json
 import subprocess
 import sys
 
@@ -11,7 +13,7 @@ from sqlalchemy import select, update
 
 from archiver.db import schema
 from archiver.db.unit import read_only, unit_of_work
-from archiver.errors import CorruptContent, DatabaseError, MessageNotFound
+from archiver.errors import CorruptContent, DatabaseError, MessageNotFound, UsageError
 from archiver.store import reading
 from archiver.store.ingest import Origin
 from archiver.store.spool import Spool
@@ -74,3 +76,61 @@ def test_show_raw_into_a_closed_pipe_is_still_audited(tmp_path, store, engine, d
     assert audit_rows(engine) == [("message.raw", sha, audit_rows(engine)[0].actor)]
     assert audit_rows(engine)[0].actor.startswith("cli:")
     assert hashlib.sha256(RAW).hexdigest() == sha
+
+
+PDF = bytes(range(256)) * 40  # binary, so base64 is the only way through
+ATTACHED = b"From: c@example.org\r\nSubject: forwarded\r\n\r\nthe inner body\r\n"
+MULTIPART = (
+    b"From: Alice <alice@example.com>\r\nTo: bob@example.org\r\nSubject: parts\r\n"
+    b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n"
+    b"--b1\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nSee the attachments.\r\n"
+    b"--b1\r\nContent-Type: application/pdf; name=\"report.pdf\"\r\n"
+    b"Content-Disposition: attachment; filename=\"report.pdf\"\r\n"
+    b"Content-Transfer-Encoding: base64\r\n\r\n"
+    + b"\r\n".join(base64.encodebytes(PDF).splitlines()) + b"\r\n"
+    b"--b1\r\nContent-Type: text/plain; charset=utf-8\r\n"
+    b"Content-Disposition: attachment; filename=\"notes.txt\"\r\n"
+    b"Content-Transfer-Encoding: quoted-printable\r\n\r\ncaf=C3=A9 cr=C3=A8me\r\n"
+    b"--b1\r\nContent-Type: message/rfc822\r\nContent-Disposition: attachment\r\n\r\n"
+    + ATTACHED + b"--b1--\r\n")
+
+
+def test_a_part_is_decoded_and_audited_before_it_leaves(store, engine):
+    sha = store.store(Spool.from_bytes(MULTIPART), Origin("x")).sha256
+    with unit_of_work(engine) as conn:
+        view = reading.message_view(conn, sha, **WHO)
+    assert [(a["part"], a["filename"]) for a in view["attachments"]] == [
+        (1, "report.pdf"), (2, "notes.txt"), (3, "forwarded.eml")]
+    with unit_of_work(engine) as conn:
+        pdf = reading.message_part(conn, sha, 1, **WHO)
+        assert conn.execute(select(schema.audit_log.c.action).order_by(
+            schema.audit_log.c.id.desc()).limit(1)).scalar() == "message.part"
+    assert (pdf.filename, pdf.content_type, pdf.data) == ("report.pdf", "application/pdf", PDF)
+    with unit_of_work(engine) as conn:
+        notes = reading.message_part(conn, sha, 2, **WHO)
+        inner = reading.message_part(conn, sha, 3, **WHO)
+    assert notes.data == "café crème".encode()  # the CRLF before "--b1" is the delimiter's
+    assert inner.data.startswith(b"From: c@example.org\r\n") and b"the inner body" in inner.data
+    a = schema.audit_log
+    with read_only(engine) as conn:
+        details = conn.execute(select(a.c.details).where(a.c.action == "message.part")
+                               .order_by(a.c.id)).scalars().all()
+    assert json.loads(details[0]) == {
+        "part": 1, "filename": "report.pdf", "content_type": "application/pdf",
+        "size": len(PDF)}
+
+
+def test_a_part_the_message_does_not_have_is_refused_and_not_audited(store, engine):
+    sha = store.store(Spool.from_bytes(MULTIPART), Origin("x")).sha256
+    with pytest.raises(UsageError, match="has no attachment 4: it has 3, numbered 1 to 3"), \
+            unit_of_work(engine) as conn:
+        reading.message_part(conn, sha, 4, **WHO)
+    plain = store.store(Spool.from_bytes(RAW), Origin("x")).sha256
+    with pytest.raises(UsageError, match="has no attachment 1: it has none"), \
+            unit_of_work(engine) as conn:
+        reading.message_part(conn, plain, 1, **WHO)
+    with unit_of_work(engine) as conn:
+        conn.execute(update(schema.message_chunks).values(data=b"garbage"))
+    with pytest.raises(CorruptContent), unit_of_work(engine) as conn:
+        reading.message_part(conn, sha, 1, **WHO)
+    assert audit_rows(engine) == []
