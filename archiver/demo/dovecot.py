@@ -9,12 +9,14 @@ the foreground (``dovecot -F``) as our direct child, in a session of its
 own, with its stdio on a file: its master and log processes keep stdio
 open, and a caller reading ours through a pipe would otherwise hang.
 
-Nothing outlives the process that started it: the master runs with
+Nothing outlives the process that started it: Dovecot runs under a small
+trampoline (``_DIE_WITH_PARENT``, our direct child) that has
 PR_SET_PDEATHSIG(SIGTERM), so when that process dies, however (SIGKILL
-too), the kernel sends the master SIGTERM and Dovecot stops all of its
-processes. A small trampoline (``_DIE_WITH_PARENT``) sets it between fork
-and exec; a preexec_fn could deadlock in a process with threads (the demo
-has a progress bar's). The signal follows the *thread* that called start():
+too), the kernel sends the trampoline SIGTERM and it stops Dovecot, repeating
+the SIGTERM until the master goes (one sent in the master's first
+milliseconds is lost) and reaping every Dovecot process. A preexec_fn could
+deadlock in a process with threads (the demo has a progress bar's), hence a
+trampoline. The signal follows the *thread* that called start():
 start it from a thread that lives as long as the server (the demo uses the
 main thread). Linux only; elsewhere stop() still stops it, but a killed
 demo leaves Dovecot running.
@@ -46,17 +48,43 @@ from typing import Self
 __all__ = ["DemoDovecot", "find_dovecot"]
 
 # Run as `python -I -S -c _DIE_WITH_PARENT PARENT_PID DOVECOT ARGS...`: asks
-# for SIGTERM when the parent dies (the setting survives exec), makes sure
-# the parent did not die already, and becomes Dovecot.
+# for SIGTERM when the parent dies, makes sure the parent did not die already,
+# and runs Dovecot as its child, reaping every process of it (a child
+# subreaper: Dovecot's log process outlives its master). On SIGTERM (stop(),
+# or the parent's death) it tells the master to stop, again and again: a
+# master still starting loses a SIGTERM (seen: within its first ~10 ms), and
+# the demo may be killed just then. After 10 s the master gets SIGKILL.
 _DIE_WITH_PARENT = """
-import ctypes, os, sys
+import ctypes, os, signal, sys, time
 try:
-    ctypes.CDLL(None, use_errno=True).prctl(1, 15, 0, 0, 0)  # PR_SET_PDEATHSIG, SIGTERM
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    prctl(1, 15, 0, 0, 0)  # PR_SET_PDEATHSIG, SIGTERM
+    prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
 except (OSError, AttributeError):
     pass  # not Linux: stop() still works
 if os.getppid() != int(sys.argv[1]):
     sys.exit(1)
-os.execv(sys.argv[2], sys.argv[2:])
+stopping = []
+signal.signal(signal.SIGTERM, lambda *_: stopping.append(time.monotonic()))
+master = os.fork()
+if master == 0:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.execv(sys.argv[2], sys.argv[2:])
+status = 0
+while True:
+    try:
+        pid, wstatus = os.waitpid(-1, os.WNOHANG)
+    except ChildProcessError:
+        break
+    if pid == master:
+        status = os.waitstatus_to_exitcode(wstatus)
+        master = 0
+    if pid == 0:
+        if stopping and master:
+            os.kill(master, signal.SIGKILL if time.monotonic() - stopping[0] > 10
+                    else signal.SIGTERM)
+        time.sleep(0.1 if stopping else 0.25)
+sys.exit(status if status >= 0 else 128 - status)
 """
 _START_TIMEOUT = 15.0
 _STOP_TIMEOUT = 10.0

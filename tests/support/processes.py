@@ -59,7 +59,7 @@ def free_ports(count: int) -> list[int]:
 #   master, and with it every server process, down too.
 # Linux only (prctl via ctypes); elsewhere the lifeline still works.
 REAPER = r"""
-import ctypes, os, signal, sys, threading
+import ctypes, os, signal, sys, threading, time
 lifeline, run_dir, argv = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
 os.set_inheritable(lifeline, False)
 try:
@@ -86,6 +86,7 @@ def forward(*_):
 signal.signal(signal.SIGTERM, forward)
 signal.signal(signal.SIGINT, forward)
 orphaned = threading.Event()
+master_done = threading.Event()
 def watch():
     try:
         while os.read(lifeline, 64):
@@ -93,7 +94,18 @@ def watch():
     except OSError:
         pass
     orphaned.set()
+    # A server still starting may lose a SIGTERM (Dovecot's master does, in its
+    # first milliseconds): say it again until it goes, then SIGKILL it.
+    deadline = time.monotonic() + 10
     forward()
+    while not master_done.wait(0.25):
+        if time.monotonic() > deadline:
+            try:
+                os.kill(master, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            break
+        forward()
 threading.Thread(target=watch, daemon=True).start()
 status = 0
 while True:
@@ -103,6 +115,7 @@ while True:
         break
     if pid == master:
         status = os.waitstatus_to_exitcode(wstatus)
+        master_done.set()
 if orphaned.is_set():
     import shutil
     shutil.rmtree(run_dir, ignore_errors=True)
