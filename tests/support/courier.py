@@ -116,7 +116,6 @@ Standard library only (plus the ``openssl`` command for the certificate).
 
 from __future__ import annotations
 
-import atexit
 import base64
 import hashlib
 import itertools
@@ -134,7 +133,6 @@ import sys
 import tempfile
 import threading
 import time
-import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,7 +140,7 @@ from pathlib import Path
 from tests.support import debs
 from tests.support.processes import free_ports as _free_ports
 from tests.support.processes import live_members as _live_members
-from tests.support.processes import spawn_reaped
+from tests.support.processes import make_certificate, running, short_tmp, spawn_reaped
 from tests.support.processes import tail as _tail
 
 __all__ = ["Courier", "CourierInstall", "find_courier", "require_courier"]
@@ -371,30 +369,8 @@ sys.exit(status)
 """
 
 
-def _short_tmp() -> str:
-    if os.path.isdir("/tmp") and os.access("/tmp", os.W_OK | os.X_OK):
-        return "/tmp"
-    return tempfile.gettempdir()
 
 
-_running: weakref.WeakSet[Courier] = weakref.WeakSet()
-
-
-@atexit.register
-def _stop_all() -> None:
-    for server in list(_running):
-        server.stop()
-
-
-def _drop_lifelines_in_child() -> None:
-    for server in list(_running):
-        if server._lifeline is not None:
-            os.close(server._lifeline)
-            server._lifeline = None
-    _running.clear()
-
-
-os.register_at_fork(after_in_child=_drop_lifelines_in_child)
 
 
 def _session_members(sid: int) -> list[tuple[int, int]]:
@@ -525,12 +501,12 @@ class Courier:
         except BaseException:
             self._shutdown()
             raise
-        _running.add(self)
+        running.add(self)
         return self
 
     def stop(self) -> None:
         """Stop the server and wait until all of its processes are gone. Idempotent."""
-        _running.discard(self)
+        running.discard(self)
         self._shutdown()
 
     def __enter__(self) -> Courier:
@@ -544,7 +520,7 @@ class Courier:
         return f"<Courier {self.root} {state}>"
 
     def _prepare_dirs(self) -> None:
-        self._run_dir = Path(tempfile.mkdtemp(prefix="courier-", dir=_short_tmp()))
+        self._run_dir = Path(tempfile.mkdtemp(prefix="courier-", dir=short_tmp()))
         os.chmod(self._run_dir, 0o755)  # the mail user reaches mail and binaries through it
         for name in ("ns", "run", "mail", "debs", "ssl"):
             (self._run_dir / name).mkdir(mode=0o755)
@@ -564,44 +540,11 @@ class Courier:
     def _make_certificate(self) -> None:
         ssl_dir = self.root / "ssl"
         combined = ssl_dir / "pop3d.pem"
-        if self.key_file.exists() and combined.exists() and (ssl_dir / "cert.pem").exists():
-            return  # restart: keep the certificate clients already trust
-        ssl_dir.mkdir(parents=True, exist_ok=True)
         cert = ssl_dir / "cert.pem"
-        cnf = ssl_dir / "openssl.cnf"
-        cnf.write_text(
-            "[req]\n"
-            "distinguished_name = dn\n"
-            "x509_extensions = v3\n"
-            "prompt = no\n"
-            "[dn]\n"
-            "CN = localhost\n"
-            "O = archiver test server\n"
-            "[v3]\n"
-            "basicConstraints = critical,CA:TRUE\n"
-            "keyUsage = critical,digitalSignature,keyCertSign\n"
-            "extendedKeyUsage = serverAuth\n"
-            "subjectKeyIdentifier = hash\n"
-            "authorityKeyIdentifier = keyid:always\n"
-            f"subjectAltName = DNS:localhost,IP:{self.host}\n"
-        )
-        openssl = shutil.which("openssl")
-        if openssl is None:
-            raise RuntimeError("openssl not found (apt install openssl): needed for Courier's TLS")
-        result = subprocess.run(
-            [
-                openssl, "req", "-x509", "-config", str(cnf),
-                "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-                "-nodes", "-days", "3650",
-                "-keyout", str(self.key_file), "-out", str(cert),
-            ],
-            stdin=subprocess.DEVNULL, capture_output=True, check=False,
-        )  # fmt: skip
-        if result.returncode != 0:
-            raise RuntimeError(
-                "openssl could not create the test certificate: "
-                + result.stderr.decode(errors="replace").strip()
-            )
+        if self.key_file.exists() and combined.exists() and cert.exists():
+            return  # restart: keep the certificate clients already trust
+        make_certificate(cert, self.key_file, "localhost", f"DNS:localhost,IP:{self.host}",
+                         "Courier")
         os.chmod(self.key_file, 0o600)
         fd = os.open(combined, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as out:

@@ -37,7 +37,6 @@ Standard library only (plus the ``openssl`` command for the certificate).
 
 from __future__ import annotations
 
-import atexit
 import base64
 import grp
 import ipaddress
@@ -54,7 +53,6 @@ import subprocess
 import tempfile
 import threading
 import time
-import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,7 +60,7 @@ from pathlib import Path
 from tests.support.processes import free_ports as _free_ports
 from tests.support.processes import kill as _kill
 from tests.support.processes import live_members as _live_members
-from tests.support.processes import spawn_reaped
+from tests.support.processes import make_certificate, running, short_tmp, spawn_reaped
 from tests.support.processes import tail as _tail
 
 __all__ = [
@@ -236,33 +234,8 @@ def _traversable(path: Path, uid: int, gids: set[int]) -> bool:
     return True
 
 
-def _short_tmp() -> str:
-    """A temp directory with short paths (for sockets) that others may enter."""
-    if os.path.isdir("/tmp") and os.access("/tmp", os.W_OK | os.X_OK):
-        return "/tmp"
-    return tempfile.gettempdir()
 
 
-_running: weakref.WeakSet[Dovecot] = weakref.WeakSet()
-
-
-@atexit.register
-def _stop_all() -> None:
-    for server in list(_running):
-        server.stop()
-
-
-def _drop_lifelines_in_child() -> None:
-    # A forked child (multiprocessing's fork start method) inherits the write
-    # ends; while it holds one, our death would not reach that reaper.
-    for server in list(_running):
-        if server._lifeline is not None:
-            os.close(server._lifeline)
-            server._lifeline = None
-    _running.clear()  # the child's atexit must not stop the parent's servers
-
-
-os.register_at_fork(after_in_child=_drop_lifelines_in_child)
 
 
 class Dovecot:
@@ -371,12 +344,12 @@ class Dovecot:
         except BaseException:
             self._shutdown()
             raise
-        _running.add(self)
+        running.add(self)
         return self
 
     def stop(self) -> None:
         """Stop the server and wait until all of its processes are gone. Idempotent."""
-        _running.discard(self)
+        running.discard(self)
         self._shutdown()
 
     def __enter__(self) -> Dovecot:
@@ -391,7 +364,7 @@ class Dovecot:
 
     def _prepare_dirs(self) -> None:
         ident = self._identity
-        self._run_dir = Path(tempfile.mkdtemp(prefix="dovecot-", dir=_short_tmp()))
+        self._run_dir = Path(tempfile.mkdtemp(prefix="dovecot-", dir=short_tmp()))
         if ident.as_root:
             os.chmod(self._run_dir, 0o755)  # Dovecot's unprivileged processes use its sockets
             reachable = all(
@@ -429,8 +402,7 @@ class Dovecot:
         self._data_dir = self.root
 
     def _make_certificate(self) -> None:
-        ssl_dir = self.ca_file.parent
-        marker = ssl_dir / "hostname"
+        marker = self.ca_file.parent / "hostname"
         if (
             self.ca_file.exists()
             and self.key_file.exists()
@@ -438,7 +410,6 @@ class Dovecot:
             and marker.read_text() == self.cert_hostname
         ):
             return  # restart: keep the certificate clients already trust
-        ssl_dir.mkdir(parents=True, exist_ok=True)
         try:
             ipaddress.ip_address(self.cert_hostname)
             names = f"IP:{self.cert_hostname}"
@@ -446,45 +417,7 @@ class Dovecot:
             names = f"DNS:{self.cert_hostname}"
             if self.cert_hostname == "localhost":
                 names += ",IP:127.0.0.1"
-        cnf = ssl_dir / "openssl.cnf"
-        # A self-signed certificate that is its own trust anchor: CA:TRUE with
-        # keyCertSign, plus serverAuth and the SAN for hostname checks. This
-        # passes OpenSSL's strict X.509 checks (Python 3.13's default).
-        cnf.write_text(
-            "[req]\n"
-            "distinguished_name = dn\n"
-            "x509_extensions = v3\n"
-            "prompt = no\n"
-            "[dn]\n"
-            f"CN = {self.cert_hostname}\n"
-            "O = archiver test server\n"
-            "[v3]\n"
-            "basicConstraints = critical,CA:TRUE\n"
-            "keyUsage = critical,digitalSignature,keyCertSign\n"
-            "extendedKeyUsage = serverAuth\n"
-            "subjectKeyIdentifier = hash\n"
-            "authorityKeyIdentifier = keyid:always\n"
-            f"subjectAltName = {names}\n"
-        )
-        openssl = shutil.which("openssl")
-        if openssl is None:
-            raise RuntimeError("openssl not found (apt install openssl): needed for Dovecot's TLS")
-        result = subprocess.run(
-            [
-                openssl, "req", "-x509", "-config", str(cnf),
-                "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-                "-nodes", "-days", "3650",
-                "-keyout", str(self.key_file), "-out", str(self.ca_file),
-            ],
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            check=False,
-        )  # fmt: skip
-        if result.returncode != 0:
-            raise RuntimeError(
-                "openssl could not create the test certificate: "
-                + result.stderr.decode(errors="replace").strip()
-            )
+        make_certificate(self.ca_file, self.key_file, self.cert_hostname, names, "Dovecot")
         os.chmod(self.key_file, 0o600)
         marker.write_text(self.cert_hostname)
 

@@ -108,7 +108,6 @@ FINDINGS (GNU Mailutils 3.15, Debian 1:3.15-4, inetd mode, virtdomain users):
 
 from __future__ import annotations
 
-import atexit
 import grp
 import itertools
 import os
@@ -124,14 +123,13 @@ import sys
 import tempfile
 import threading
 import time
-import weakref
 from collections.abc import Iterable
 from pathlib import Path
 
 from tests.support.processes import free_ports as _free_ports
 from tests.support.processes import kill as _kill
 from tests.support.processes import live_members as _live_members
-from tests.support.processes import spawn_reaped
+from tests.support.processes import make_certificate, running, short_tmp, spawn_reaped
 from tests.support.processes import tail as _tail
 
 __all__ = ["Mailutils", "find_mailutils", "require_mailutils"]
@@ -345,10 +343,6 @@ def _traversable(path: Path, uid: int, gids: set[int]) -> bool:
     return True
 
 
-def _short_tmp() -> str:
-    if os.path.isdir("/tmp") and os.access("/tmp", os.W_OK | os.X_OK):
-        return "/tmp"
-    return tempfile.gettempdir()
 
 
 def _quote(value: str | Path) -> str:
@@ -385,24 +379,6 @@ def _split_mbox(data: bytes) -> list[bytes]:
     return messages
 
 
-_running: weakref.WeakSet[Mailutils] = weakref.WeakSet()
-
-
-@atexit.register
-def _stop_all() -> None:
-    for server in list(_running):
-        server.stop()
-
-
-def _drop_lifelines_in_child() -> None:
-    for server in list(_running):
-        if server._lifeline is not None:
-            os.close(server._lifeline)
-            server._lifeline = None
-    _running.clear()
-
-
-os.register_at_fork(after_in_child=_drop_lifelines_in_child)
 
 
 class Mailutils:
@@ -507,12 +483,12 @@ class Mailutils:
         except BaseException:
             self._shutdown()
             raise
-        _running.add(self)
+        running.add(self)
         return self
 
     def stop(self) -> None:
         """Stop the server and wait until all of its processes are gone. Idempotent."""
-        _running.discard(self)
+        running.discard(self)
         self._shutdown()
 
     def __enter__(self) -> Mailutils:
@@ -530,7 +506,7 @@ class Mailutils:
             os.chown(path, self._uid, self._gid)
 
     def _prepare_dirs(self) -> None:
-        self._run_dir = Path(tempfile.mkdtemp(prefix="mailutils-", dir=_short_tmp()))
+        self._run_dir = Path(tempfile.mkdtemp(prefix="mailutils-", dir=short_tmp()))
         os.chmod(self._run_dir, 0o750)
         self._chown(self._run_dir)
         if self._as_root and not _traversable(self.root, self._uid, {self._gid}):
@@ -569,52 +545,9 @@ class Mailutils:
 
     def _make_certificate(self) -> None:
         assert self.ca_file is not None
-        ssl_dir = self.ca_file.parent
         if not (self.ca_file.exists() and self.key_file.exists()):
-            ssl_dir.mkdir(parents=True, exist_ok=True)
-            cnf = ssl_dir / "openssl.cnf"
-            # Its own trust anchor (CA:TRUE, keyCertSign) with serverAuth and a
-            # SAN: passes OpenSSL's strict X.509 checks (Python 3.13's default).
-            cnf.write_text(
-                "[req]\ndistinguished_name = dn\nx509_extensions = v3\nprompt = no\n"
-                "[dn]\nCN = localhost\nO = archiver test server\n"
-                "[v3]\nbasicConstraints = critical,CA:TRUE\n"
-                "keyUsage = critical,digitalSignature,keyCertSign\n"
-                "extendedKeyUsage = serverAuth\nsubjectKeyIdentifier = hash\n"
-                "authorityKeyIdentifier = keyid:always\n"
-                "subjectAltName = DNS:localhost,IP:127.0.0.1\n"
-            )
-            openssl = shutil.which("openssl")
-            if openssl is None:
-                raise RuntimeError("openssl not found (apt install openssl): needed for TLS")
-            result = subprocess.run(
-                [
-                    openssl,
-                    "req",
-                    "-x509",
-                    "-config",
-                    str(cnf),
-                    "-newkey",
-                    "ec",
-                    "-pkeyopt",
-                    "ec_paramgen_curve:prime256v1",
-                    "-nodes",
-                    "-days",
-                    "3650",
-                    "-keyout",
-                    str(self.key_file),
-                    "-out",
-                    str(self.ca_file),
-                ],
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                check=False,
-            )
-            if result.returncode != 0:
-                raise RuntimeError(
-                    "openssl could not create the test certificate: "
-                    + result.stderr.decode(errors="replace").strip()
-                )
+            make_certificate(self.ca_file, self.key_file, "localhost",
+                             "DNS:localhost,IP:127.0.0.1", "GNU Mailutils")
             os.chmod(self.key_file, 0o600)
         # pop3d (as mail) reads private copies; GnuTLS' file checks want the
         # key unreadable by group and others.

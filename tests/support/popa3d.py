@@ -97,7 +97,6 @@ Standard library only.
 
 from __future__ import annotations
 
-import atexit
 import ctypes
 import ctypes.util
 import fcntl
@@ -113,13 +112,12 @@ import subprocess
 import tempfile
 import threading
 import time
-import weakref
 from collections.abc import Iterable
 from pathlib import Path
 
 from tests.support.processes import free_ports as _free_ports
 from tests.support.processes import live_members as _live_members
-from tests.support.processes import spawn_reaped
+from tests.support.processes import running, short_tmp, spawn_reaped
 from tests.support.processes import tail as _tail
 
 __all__ = [
@@ -391,10 +389,6 @@ def _crypt_sha512(password: str) -> str:
     return hashed.decode()
 
 
-def _short_tmp() -> str:
-    if os.path.isdir("/tmp") and os.access("/tmp", os.W_OK | os.X_OK):
-        return "/tmp"
-    return tempfile.gettempdir()
 
 
 def _write_atomic(path: Path, data: bytes, mode: int, gid: int = 0) -> None:
@@ -495,24 +489,6 @@ def split_mbox(data: bytes) -> list[bytes]:
     return messages
 
 
-_running: weakref.WeakSet[Popa3d] = weakref.WeakSet()
-
-
-@atexit.register
-def _stop_all() -> None:
-    for server in list(_running):
-        server.stop()
-
-
-def _drop_lifelines_in_child() -> None:
-    for server in list(_running):
-        if server._lifeline is not None:
-            os.close(server._lifeline)
-            server._lifeline = None
-    _running.clear()
-
-
-os.register_at_fork(after_in_child=_drop_lifelines_in_child)
 
 
 class Popa3d:
@@ -580,12 +556,12 @@ class Popa3d:
         except BaseException:
             self._shutdown()
             raise
-        _running.add(self)
+        running.add(self)
         return self
 
     def stop(self) -> None:
         """Stop the acceptor and every session; wait until all are gone. Idempotent."""
-        _running.discard(self)
+        running.discard(self)
         self._shutdown()
 
     def __enter__(self) -> Popa3d:
@@ -599,7 +575,7 @@ class Popa3d:
         return f"<Popa3d {self.root} {state}>"
 
     def _prepare(self) -> None:
-        run = Path(tempfile.mkdtemp(prefix="popa3d-", dir=_short_tmp()))
+        run = Path(tempfile.mkdtemp(prefix="popa3d-", dir=short_tmp()))
         self._run_dir = run
         os.chmod(run, 0o755)
         (run / "etc").mkdir(mode=0o755)

@@ -9,15 +9,84 @@ Standard library only.
 
 from __future__ import annotations
 
+import atexit
 import errno
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-__all__ = ["Member", "free_ports", "kill", "live_members", "spawn_reaped", "tail"]
+__all__ = ["Member", "free_ports", "kill", "live_members", "make_certificate", "running",
+           "short_tmp", "spawn_reaped", "tail"]
+
+#: Every server of tests/support that is running (Dovecot, Courier, Mailutils,
+#: popa3d): each has ``stop()`` and ``_lifeline`` (the write end, or None). The
+#: servers add themselves in start() and leave in stop().
+running: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_all() -> None:
+    for server in list(running):
+        server.stop()
+
+
+def _drop_lifelines_in_child() -> None:
+    # A forked child (multiprocessing's fork start method) inherits the write
+    # ends; while it holds one, our death would not reach that reaper.
+    for server in list(running):
+        if server._lifeline is not None:
+            os.close(server._lifeline)
+            server._lifeline = None
+    running.clear()  # the child's atexit must not stop the parent's servers
+
+
+os.register_at_fork(after_in_child=_drop_lifelines_in_child)
+
+
+def short_tmp() -> str:
+    """A temp directory with short paths (for sockets) that others may enter."""
+    if os.path.isdir("/tmp") and os.access("/tmp", os.W_OK | os.X_OK):
+        return "/tmp"
+    return tempfile.gettempdir()
+
+
+def make_certificate(cert: Path, key: Path, hostname: str, san: str, what: str) -> None:
+    """A self-signed certificate for ``hostname`` (``san``: "DNS:localhost,IP:127.0.0.1")
+    into ``cert`` and ``key``, made by the openssl command.
+
+    Its own trust anchor (CA:TRUE with keyCertSign) plus serverAuth and the SAN
+    for hostname checks, which passes OpenSSL's strict X.509 checks (Python
+    3.13's default). ``what`` names the server in errors.
+    """
+    cert.parent.mkdir(parents=True, exist_ok=True)
+    cnf = cert.parent / "openssl.cnf"
+    cnf.write_text(
+        "[req]\ndistinguished_name = dn\nx509_extensions = v3\nprompt = no\n"
+        f"[dn]\nCN = {hostname}\nO = archiver test server\n"
+        "[v3]\nbasicConstraints = critical,CA:TRUE\n"
+        "keyUsage = critical,digitalSignature,keyCertSign\n"
+        "extendedKeyUsage = serverAuth\nsubjectKeyIdentifier = hash\n"
+        f"authorityKeyIdentifier = keyid:always\nsubjectAltName = {san}\n"
+    )
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        raise RuntimeError(f"openssl not found (apt install openssl): needed for {what}'s TLS")
+    result = subprocess.run(
+        [openssl, "req", "-x509", "-config", str(cnf), "-newkey", "ec",
+         "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "3650",
+         "-keyout", str(key), "-out", str(cert)],
+        stdin=subprocess.DEVNULL, capture_output=True, check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"openssl could not make {what}'s test certificate:\n"
+                           + result.stderr.decode(errors="replace"))
 
 
 def free_ports(count: int) -> list[int]:
