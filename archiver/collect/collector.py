@@ -399,7 +399,10 @@ class Collector:
                     report.warnings.append(
                         f"{_describe(plan, res.msgnum)} left on the server and not archived: "
                         f"RETR sent {spool.size} bytes where LIST said {listed}, so the server "
-                        "may have sent something other than the stored message")
+                        "may have sent something other than the stored message (a server-made "
+                        "stand-in, e.g. for mail with UTF-8 headers); it is tried again next "
+                        "pass. If this server's LIST sizes are only approximate, it cannot be "
+                        "collected from safely")
                     continue
                 if pool is not None:
                     tickets[spool.sha256] = pool.submit(spool)

@@ -249,7 +249,10 @@ def test_delete_after_waits_for_each_message(server, engine, db_url, tmp_path):
     clock.now = T0 + 3 * DAY
     assert collect(engine, tmp_path, db_url, keys, clock).deleted_on_server == 3
     assert user.on_server(expected=0) == 0
-    assert len(archive(engine)) >= 8  # (plus the server's rewrites, for a mbox)
+    stored = len(archive(engine))
+    # every message once; with an mbox also the server's rewrites of the first five
+    # (session 1 -> 2) and of the last three, which are archived already rewritten
+    assert stored > 8 if server.kind in REWRITES else stored == 8
 
 
 class Clock:
